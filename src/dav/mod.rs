@@ -1,0 +1,1 @@
+//! The WebDAV adapter (placeholder).

@@ -1,0 +1,1 @@
+//! The MediaFire API emulator (placeholder).

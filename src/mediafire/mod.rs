@@ -1,0 +1,1 @@
+//! The MediaFire web API client (placeholder).
