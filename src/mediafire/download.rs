@@ -222,12 +222,29 @@ pub fn pick_direct_link(
             .with_context("quickkey", quickkey));
     }
     match &entry.direct_download {
-        Some(url) => Ok(url.replacen("http://", "https://", 1)),
+        Some(url) => Ok(force_https_on_mediafire(url)),
         None => Err(
             Error::new(ErrorKind::Forbidden, "no direct download link offered")
                 .with_action("file/get_links")
                 .with_context("quickkey", quickkey),
         ),
+    }
+}
+
+/// Old replies give `http:` links; MediaFire's own hosts serve them over
+/// HTTPS (the Python SDK forces it too). Other hosts (the emulator) are left
+/// alone.
+fn force_https_on_mediafire(link: &str) -> String {
+    match url::Url::parse(link) {
+        Ok(mut u)
+            if u.scheme() == "http"
+                && u.host_str()
+                    .is_some_and(|h| h == "mediafire.com" || h.ends_with(".mediafire.com")) =>
+        {
+            let _ = u.set_scheme("https");
+            u.to_string()
+        }
+        _ => link.to_string(),
     }
 }
 
@@ -329,6 +346,18 @@ fn limit_stream(
 mod tests {
     use super::*;
     use crate::mediafire::types::LinkEntry;
+
+    #[test]
+    fn only_mediafire_links_are_upgraded() {
+        assert_eq!(
+            force_https_on_mediafire("http://download1507.mediafire.com/t/q/a+b.7z"),
+            "https://download1507.mediafire.com/t/q/a+b.7z"
+        );
+        assert_eq!(
+            force_https_on_mediafire("http://127.0.0.1:9/dl/t/q/n"),
+            "http://127.0.0.1:9/dl/t/q/n"
+        );
+    }
 
     #[test]
     fn content_range_forms() {

@@ -44,9 +44,10 @@ use crate::remote::{FileInfo, UploadRequest};
 /// Passes of "send missing units, then re-check" before giving up.
 const MAX_UNIT_PASSES: u32 = 3;
 
-/// First and longest pause between `upload/poll_upload` calls.
-const POLL_FIRST_DELAY: Duration = Duration::from_millis(250);
-const POLL_MAX_DELAY: Duration = Duration::from_secs(5);
+/// The longest pause between `upload/poll_upload` calls, as a multiple of
+/// the first one. The first pause is `retry_base_delay` (250 ms by default,
+/// so polls go 0.25, 0.5, 1, 2, 4, 5, 5 … s).
+const POLL_MAX_FACTOR: u32 = 20;
 
 /// The official unit-size table (spec §4.4), used only when `upload/check`
 /// gives no `unit_size`: 4 MiB below 4 MiB, then 1 MiB doubling every ×4.
@@ -481,7 +482,8 @@ impl Client {
     /// Step 4: poll until the file has its quickkey.
     async fn poll(&self, req: &UploadRequest, key: &str) -> Result<FileInfo> {
         let deadline = Instant::now() + self.config().poll_timeout;
-        let mut delay = POLL_FIRST_DELAY;
+        let first = self.config().retry_base_delay.max(Duration::from_millis(1));
+        let mut delay = first;
         loop {
             let st = self.upload_poll_upload(key).await?;
             if poll_outcome(&st).map_err(|e| e.with_context("name", &req.name))? {
@@ -499,7 +501,7 @@ impl Client {
                 .set_persistent());
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(POLL_MAX_DELAY);
+            delay = (delay * 2).min(first * POLL_MAX_FACTOR);
         }
     }
 
