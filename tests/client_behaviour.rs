@@ -801,7 +801,28 @@ struct UploadState {
     have: Vec<bool>,
     data: HashMap<u64, Bytes>,
     fail_unit_once: Option<u64>,
+    /// Accept this unit once without keeping it (the server lost it).
+    lose_unit_once: Option<u64>,
+    /// Unit replies carry no `resumable_upload` (as AL/OL assume).
+    quiet_units: bool,
+    unit_delay: Duration,
     polls: Vec<&'static str>,
+}
+
+impl UploadState {
+    fn new(unit_size: u64, have: Vec<bool>) -> UploadState {
+        UploadState {
+            unit_size,
+            count: have.len() as u64,
+            have,
+            data: HashMap::new(),
+            fail_unit_once: None,
+            lose_unit_once: None,
+            quiet_units: false,
+            unit_delay: Duration::ZERO,
+            polls: vec![],
+        }
+    }
 }
 
 fn bitmap(have: &[bool]) -> Value {
@@ -851,13 +872,17 @@ fn upload_server(state: Arc<Mutex<UploadState>>) -> impl Fn(&Req) -> Reply + Sen
                 {
                     return api_err(req, 304, "unit hash mismatch");
                 }
-                st.have[id as usize] = true;
-                st.data.insert(id, req.body.clone());
-                let r = resumable(&st);
-                ok(
-                    req,
-                    json!({"doupload": {"result": "0", "key": "upkey000001"}, "resumable_upload": r}),
-                )
+                if st.lose_unit_once == Some(id) {
+                    st.lose_unit_once = None;
+                } else {
+                    st.have[id as usize] = true;
+                    st.data.insert(id, req.body.clone());
+                }
+                let mut fields = json!({"doupload": {"result": "0", "key": "upkey000001"}});
+                if !st.quiet_units {
+                    fields["resumable_upload"] = resumable(&st);
+                }
+                ok(req, fields).after(st.unit_delay)
             }
             "upload/poll_upload" => {
                 let status = if st.polls.is_empty() {
@@ -892,14 +917,7 @@ fn test_bytes(n: usize) -> Vec<u8> {
 #[tokio::test]
 async fn upload_resume_sends_only_missing_units() {
     let data = test_bytes(2500);
-    let state = Arc::new(Mutex::new(UploadState {
-        unit_size: 1000,
-        count: 3,
-        have: vec![true, false, true],
-        data: HashMap::new(),
-        fail_unit_once: None,
-        polls: vec![],
-    }));
+    let state = Arc::new(Mutex::new(UploadState::new(1000, vec![true, false, true])));
     let fake = Fake::start(upload_server(state.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let c = client(&fake, dir.path()).await;
@@ -940,12 +958,9 @@ async fn upload_resume_sends_only_missing_units() {
 async fn upload_retries_a_failed_unit_only_and_polls_through_statuses() {
     let data = test_bytes(2500);
     let state = Arc::new(Mutex::new(UploadState {
-        unit_size: 1000,
-        count: 3,
-        have: vec![false; 3],
-        data: HashMap::new(),
         fail_unit_once: Some(2),
         polls: vec!["17", "18", "19", "4", "5", "6"],
+        ..UploadState::new(1000, vec![false; 3])
     }));
     let fake = Fake::start(upload_server(state.clone())).await;
     let dir = tempfile::tempdir().unwrap();
@@ -987,6 +1002,76 @@ async fn upload_retries_a_failed_unit_only_and_polls_through_statuses() {
         (r.p("action_on_duplicate"), r.p("quick_key")),
         ("replace", "oldquickkey0001")
     );
+}
+
+#[tokio::test]
+async fn units_the_server_lost_are_found_by_a_recheck_and_resent() {
+    let data = test_bytes(2500);
+    let state = Arc::new(Mutex::new(UploadState {
+        lose_unit_once: Some(0),
+        quiet_units: true,
+        ..UploadState::new(1000, vec![false; 3])
+    }));
+    let fake = Fake::start(upload_server(state.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&fake, dir.path()).await;
+    let name = "naïve 文件.bin";
+    let req = UploadRequest {
+        folder_key: "".into(),
+        name: name.into(),
+        source: spool(dir.path(), &data),
+        replace: None,
+        mtime: None,
+    };
+    c.upload(req).await.unwrap();
+    let mut ids: Vec<String> = fake
+        .requests("upload/resumable")
+        .iter()
+        .map(|r| r.h("x-unit-id").to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["0", "0", "1", "2"]);
+    assert_eq!(
+        fake.count("upload/check"),
+        3,
+        "first check, re-check after each pass"
+    );
+    assert_eq!(
+        fake.requests("upload/resumable")[0].h("x-filename"),
+        name,
+        "raw UTF-8 name"
+    );
+    let st = state.lock().unwrap();
+    let joined: Vec<u8> = (0..3).flat_map(|i| st.data[&i].to_vec()).collect();
+    assert_eq!(joined, data);
+}
+
+#[tokio::test]
+async fn a_cancelled_upload_stops_sending_and_never_commits() {
+    let data = test_bytes(10_000);
+    let state = Arc::new(Mutex::new(UploadState {
+        unit_delay: Duration::from_millis(400),
+        ..UploadState::new(1000, vec![false; 10])
+    }));
+    let fake = Fake::start(upload_server(state.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&fake, dir.path()).await;
+    let req = UploadRequest {
+        folder_key: "".into(),
+        name: "big.bin".into(),
+        source: spool(dir.path(), &data),
+        replace: None,
+        mtime: None,
+    };
+    let r = tokio::time::timeout(Duration::from_millis(150), c.upload(req)).await;
+    assert!(r.is_err(), "the upload was still running");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        fake.count("upload/resumable"),
+        3,
+        "only the units in flight were sent"
+    );
+    assert_eq!(fake.count("upload/poll_upload"), 0);
 }
 
 #[tokio::test]

@@ -288,6 +288,10 @@ impl Client {
         payload: Payload,
     ) -> Result<T> {
         let url = format!("{}/api/1.5/{action}.php", self.inner.api_base);
+        let upload_bytes = match &payload {
+            Payload::Data { body, .. } => body.len() as u64,
+            Payload::Form(_) => 0,
+        };
         let mut req = match payload {
             Payload::Form(mut params) => {
                 params.push(("response_format", "json".into()));
@@ -314,10 +318,6 @@ impl Client {
                 for (k, v) in headers {
                     r = r.header(k, v);
                 }
-                self.inner
-                    .stats
-                    .bytes_up
-                    .fetch_add(body.len() as u64, Ordering::Relaxed);
                 r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .body(body)
             }
@@ -330,6 +330,12 @@ impl Client {
 
         let result = result.and_then(|(status, body)| envelope::decode::<T>(action, status, &body));
         self.after_reply(action, &result);
+        if result.is_ok() && upload_bytes > 0 {
+            self.inner
+                .stats
+                .bytes_up
+                .fetch_add(upload_bytes, Ordering::Relaxed);
+        }
         result
     }
 

@@ -455,7 +455,12 @@ pub(crate) fn spawn_renewal(inner: Weak<Inner>, shutdown: CancellationToken, cha
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures += 1;
-                    warn!(error = %e, failures, "background session renewal failed");
+                    // A dead cookie was already reported once, loudly.
+                    if e.kind() == ErrorKind::Auth {
+                        debug!(error = %e, failures, "background session renewal failed");
+                    } else {
+                        warn!(error = %e, failures, "background session renewal failed");
+                    }
                 }
             }
         }

@@ -121,6 +121,8 @@ struct Job<'a> {
     req: &'a UploadRequest,
     file: Arc<std::fs::File>,
     sent: AtomicU64,
+    /// Next progress percentage to log; above 100 when not logging
+    /// (single-unit uploads get only the completion line).
     next_report: AtomicU64,
     started: Instant,
 }
@@ -355,7 +357,11 @@ impl Client {
             req,
             file: Arc::new(file),
             sent: AtomicU64::new(0),
-            next_report: AtomicU64::new(10),
+            next_report: AtomicU64::new(if req.source.size > default_unit_size(req.source.size) {
+                10
+            } else {
+                1000
+            }),
             started,
         };
         let mut last_key: Option<String> = None;
