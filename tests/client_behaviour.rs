@@ -1259,3 +1259,99 @@ async fn download_link_error_entry_is_an_error() {
     let e = c.download("qk", 0, None).await.err().expect("error");
     assert_eq!(e.kind(), ErrorKind::Forbidden);
 }
+
+#[tokio::test]
+async fn background_renewal_runs_and_stops_with_the_last_clone() {
+    let fake = Fake::start(|req| {
+        basics(req).unwrap_or_else(|| match req.action.as_str() {
+            "user/renew_session_token" => ok(req, json!({"session_token": "t1"})),
+            _ => raw(500, ""),
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&fake.base(), dir.path());
+    cfg.renew_after = Duration::from_millis(150);
+    let c = Client::new(cfg).await.unwrap();
+    let c2 = c.clone();
+    c.login().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let renewed = fake.count("user/renew_session_token");
+    assert!(
+        (2..=6).contains(&renewed),
+        "renewed {renewed} times in 700 ms"
+    );
+
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        fake.count("user/renew_session_token") > renewed,
+        "a clone keeps it alive"
+    );
+    drop(c2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after_drop = fake.count("user/renew_session_token");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.count("user/renew_session_token"),
+        after_drop,
+        "task stopped"
+    );
+}
+
+#[tokio::test]
+async fn upload_action_token_is_cached_and_replaced_after_105() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let valid = Arc::new(Mutex::new(String::new()));
+    let (i2, v2) = (issued.clone(), valid.clone());
+    let fake = Fake::start(move |req| match req.action.as_str() {
+        "application/get_session_token" => ok(req, json!({"session_token": "t1"})),
+        "user/get_action_token" => {
+            assert_eq!((req.p("type"), req.p("lifespan")), ("upload", "1440"));
+            assert_eq!(req.p("session_token"), "t1");
+            let t = format!("up{}", i2.fetch_add(1, Ordering::SeqCst));
+            *v2.lock().unwrap() = t.clone();
+            ok(req, json!({"action_token": t}))
+        }
+        "upload/check" if req.p("session_token") == v2.lock().unwrap().as_str() => ok(
+            req,
+            json!({"hash_exists": "yes", "file_exists": "yes", "different_hash": "no",
+                "duplicate_quickkey": "dupquickkey0001"}),
+        ),
+        "upload/check" => api_err(req, 105, "The supplied Session Token is expired or invalid"),
+        "file/get_info" => ok(
+            req,
+            json!({"file_info": {"quickkey": "dupquickkey0001",
+            "filename": "same.txt", "size": "4", "hash": "h", "revision": "2"}}),
+        ),
+        _ => raw(500, ""),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&fake, dir.path()).await;
+    let up = |name: &str| UploadRequest {
+        folder_key: "".into(),
+        name: name.into(),
+        source: spool(dir.path(), b"same"),
+        replace: None,
+        mtime: None,
+    };
+    let f = c.upload(up("same.txt")).await.unwrap();
+    assert_eq!(
+        f.quickkey, "dupquickkey0001",
+        "identical file: nothing sent"
+    );
+    c.upload(up("same.txt")).await.unwrap();
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        1,
+        "the action token is reused"
+    );
+
+    // MediaFire forgets the action token: one 105, one new token.
+    *valid.lock().unwrap() = "gone".into();
+    c.upload(up("same.txt")).await.unwrap();
+    assert_eq!(issued.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.count("upload/check"), 4);
+    assert_eq!(c.stats().action_tokens, 2);
+}

@@ -773,10 +773,16 @@ fn token_reply(status: u16, body: &[u8]) -> Result<SessionTokenResponse> {
         {
             Err(e)
         }
-        Err(e) => Err(Error::new(ErrorKind::Auth, "MediaFire refused the cookie")
-            .with_action(ACTION)
-            .with_context("http_status", status)
-            .with_source(e)),
+        Err(e) => {
+            let refused = Error::new(ErrorKind::Auth, "MediaFire refused the cookie")
+                .with_action(ACTION)
+                .with_context("http_status", status);
+            let refused = match e.code() {
+                Some(code) => refused.with_code(code),
+                None => refused,
+            };
+            Err(refused.with_source(e))
+        }
     }
 }
 
@@ -878,7 +884,8 @@ mod tests {
         );
         assert_eq!(token_reply(403, b"").unwrap_err().kind(), ErrorKind::Auth);
         let e107 = br#"{"response":{"result":"Error","error":107,"message":"The Credentials you entered are invalid"}}"#;
-        assert_eq!(token_reply(200, e107).unwrap_err().kind(), ErrorKind::Auth);
+        let e = token_reply(200, e107).unwrap_err();
+        assert_eq!((e.kind(), e.code()), (ErrorKind::Auth, Some(107)));
         assert_eq!(
             token_reply(200, br#"{"response":{"result":"Success"}}"#)
                 .unwrap_err()

@@ -488,3 +488,36 @@ pub struct PollState {
     #[serde(default, deserialize_with = "de::u64_lenient")]
     pub revision: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_numbers_and_flags() {
+        let s: ResumableState = serde_json::from_str(
+            r#"{"all_units_ready":"yes","number_of_units":21,"unit_size":"4194304",
+                "bitmap":{"count":"2","words":["3",65535,null,"x"]},"upload_key":""}"#,
+        )
+        .unwrap();
+        assert!(s.all_units_ready);
+        assert_eq!((s.number_of_units, s.unit_size), (21, 4194304));
+        assert_eq!(s.bitmap.unwrap().words, [3, 65535, 0, 0]);
+        assert_eq!(s.upload_key, None, "empty strings are absent");
+
+        let p: PollState =
+            serde_json::from_str(r#"{"result":"-80","status":99,"fileerror":15,"revision":"4.7"}"#)
+                .unwrap();
+        assert_eq!(
+            (p.result, p.status, p.fileerror.as_str(), p.revision),
+            (-80, 99, "15", 4)
+        );
+    }
+
+    #[test]
+    fn null_and_missing_lists_are_empty() {
+        let c: FolderContent =
+            serde_json::from_str(r#"{"files":null,"more_chunks":"no"}"#).unwrap();
+        assert!(c.files.is_empty() && c.folders.is_empty() && !c.more_chunks);
+    }
+}
