@@ -558,22 +558,38 @@ impl Client {
 
     /// `folder/create` with `action_on_duplicate=skip` (spec §3.3). Not
     /// idempotent: resent only when MediaFire provably did not act;
-    /// `Remote::create_folder` adds the re-list that makes it safe.
+    /// `Remote::create_folder` adds the re-list that makes a resend safe.
     pub async fn folder_create(
         &self,
         parent_key: &str,
         name: &str,
     ) -> Result<FolderCreateResponse> {
-        self.call(
-            "folder/create",
-            folder_create_params(parent_key, name),
-            Idempotency::NotIdempotent,
-        )
-        .await
-        .map_err(|e| {
-            e.with_context("parent_key", display_key(parent_key))
-                .with_context("name", name)
-        })
+        self.inner
+            .retry
+            .run("folder/create", Idempotency::NotIdempotent, || {
+                self.folder_create_once(parent_key, name)
+            })
+            .await
+    }
+
+    /// One `folder/create` send (with the 105 renewal), no retries.
+    pub(crate) async fn folder_create_once(
+        &self,
+        parent_key: &str,
+        name: &str,
+    ) -> Result<FolderCreateResponse> {
+        let params = vec![
+            ("parent_key", parent_key.to_string()),
+            ("foldername", name.to_string()),
+            // `skip` never makes a renamed duplicate (`keep` would).
+            ("action_on_duplicate", "skip".to_string()),
+        ];
+        self.call_once("folder/create", TokenKind::Session, Payload::Form(params))
+            .await
+            .map_err(|e| {
+                e.with_context("parent_key", display_key(parent_key))
+                    .with_context("name", name)
+            })
     }
 
     /// `folder/update` with a new `foldername` (spec §3.4).
@@ -746,15 +762,6 @@ impl Client {
             delay = (delay * 2).min(Duration::from_secs(4));
         }
     }
-}
-
-/// `folder/create` parameters; `skip` never makes a renamed duplicate.
-fn folder_create_params(parent_key: &str, name: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("parent_key", parent_key.to_string()),
-        ("foldername", name.to_string()),
-        ("action_on_duplicate", "skip".to_string()),
-    ]
 }
 
 /// The token endpoint reply: an envelope, or a bare `{"response":{"session_token"}}`.

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::mediafire::client::{Client, ContentType, display_key};
 use crate::mediafire::parse_utc;
 use crate::mediafire::retry::Idempotency;
-use crate::mediafire::types::{FileEntry, FolderEntry, MutationResponse};
+use crate::mediafire::types::{FileEntry, FolderCreateResponse, FolderEntry, MutationResponse};
 use crate::remote::{
     AccountInfo, DeviceStatus, Download, FileInfo, FolderInfo, Listing, Quota, Remote,
     UploadRequest,
@@ -101,6 +101,27 @@ fn created(utc: Option<&str>, key: &str) -> SystemTime {
     }
 }
 
+/// The seam's view of a `folder/create` reply.
+fn created_folder(r: FolderCreateResponse, requested: &str) -> Result<FolderInfo> {
+    let key = r.folder_key.or(r.folderkey).unwrap_or_default();
+    if key.is_empty() {
+        return Err(
+            Error::new(ErrorKind::Permanent, "folder/create returned no folder key")
+                .with_action("folder/create"),
+        );
+    }
+    Ok(FolderInfo {
+        key,
+        name: r.name.unwrap_or_else(|| requested.to_string()),
+        created: r
+            .created_utc
+            .as_deref()
+            .and_then(parse_utc)
+            .unwrap_or_else(SystemTime::now),
+        revision: r.revision,
+    })
+}
+
 fn warn_renamed(action: &'static str, r: &MutationResponse) {
     let renamed = match &r.new_names {
         Some(serde_json::Value::Array(a)) => !a.is_empty(),
@@ -166,45 +187,12 @@ impl Remote for Client {
                     .with_context("folder_key", existing.key),
             );
         }
-        let params = vec![
-            ("parent_key", parent.to_string()),
-            ("foldername", name.to_string()),
-            ("action_on_duplicate", "skip".to_string()),
-        ];
-        let payload = crate::mediafire::client::Payload::Form(params);
-        let created: FolderInfo = self
-            .inner
+        self.inner
             .retry
             .run_checked(
                 "folder/create",
                 Idempotency::NotIdempotent,
-                || async {
-                    let r: crate::mediafire::types::FolderCreateResponse = self
-                        .call_once(
-                            "folder/create",
-                            crate::mediafire::session::TokenKind::Session,
-                            payload.clone(),
-                        )
-                        .await?;
-                    let key = r.folder_key.or(r.folderkey).unwrap_or_default();
-                    if key.is_empty() {
-                        return Err(Error::new(
-                            ErrorKind::Permanent,
-                            "folder/create returned no folder key",
-                        )
-                        .with_action("folder/create"));
-                    }
-                    Ok(FolderInfo {
-                        key,
-                        name: r.name.unwrap_or_else(|| name.to_string()),
-                        created: r
-                            .created_utc
-                            .as_deref()
-                            .and_then(parse_utc)
-                            .unwrap_or_else(SystemTime::now),
-                        revision: r.revision,
-                    })
-                },
+                || async { created_folder(self.folder_create_once(parent, name).await?, name) },
                 || async {
                     debug!(
                         name,
@@ -217,8 +205,7 @@ impl Remote for Client {
             .map_err(|e| {
                 e.with_context("parent_key", display_key(parent))
                     .with_context("name", name)
-            })?;
-        Ok(created)
+            })
     }
 
     async fn rename_folder(&self, folder_key: &str, new_name: &str) -> Result<()> {
