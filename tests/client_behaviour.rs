@@ -1066,10 +1066,10 @@ async fn a_cancelled_upload_stops_sending_and_never_commits() {
     let r = tokio::time::timeout(Duration::from_millis(150), c.upload(req)).await;
     assert!(r.is_err(), "the upload was still running");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        fake.count("upload/resumable"),
-        3,
-        "only the units in flight were sent"
+    let sent = fake.count("upload/resumable");
+    assert!(
+        (1..=3).contains(&sent),
+        "only units in flight were sent, got {sent}"
     );
     assert_eq!(fake.count("upload/poll_upload"), 0);
 }
@@ -1275,15 +1275,12 @@ async fn background_renewal_runs_and_stops_with_the_last_clone() {
     let c = Client::new(cfg).await.unwrap();
     let c2 = c.clone();
     c.login().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let renewed = fake.count("user/renew_session_token");
-    assert!(
-        (2..=6).contains(&renewed),
-        "renewed {renewed} times in 700 ms"
-    );
+    assert!((2..=8).contains(&renewed), "renewed {renewed} times in 1 s");
 
     drop(c);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(
         fake.count("user/renew_session_token") > renewed,
         "a clone keeps it alive"

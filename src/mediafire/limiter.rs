@@ -117,7 +117,7 @@ mod tests {
         }
         let e = start.elapsed();
         assert!(
-            e >= Duration::from_millis(90) && e < Duration::from_millis(400),
+            e >= Duration::from_millis(90) && e < Duration::from_secs(2),
             "{e:?}"
         );
     }
