@@ -1063,9 +1063,15 @@ async fn a_cancelled_upload_stops_sending_and_never_commits() {
         replace: None,
         mtime: None,
     };
-    let r = tokio::time::timeout(Duration::from_millis(150), c.upload(req)).await;
-    assert!(r.is_err(), "the upload was still running");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let task = tokio::spawn(async move { c.upload(req).await });
+    // Cancel once the first units are on the wire (the server holds them).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.count("upload/resumable") == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let sent = fake.count("upload/resumable");
     assert!(
         (1..=3).contains(&sent),
