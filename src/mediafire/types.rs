@@ -67,17 +67,30 @@ pub mod de {
         Ok(if s.is_empty() { None } else { Some(s) })
     }
 
+    /// `Some(flag)` for a yes/no value, `None` when absent, null or empty.
+    pub fn opt_yes_no<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        let v = Value::deserialize(d)?;
+        Ok(match &v {
+            Value::Null => None,
+            Value::String(s) if s.trim().is_empty() => None,
+            other => Some(flag(other)),
+        })
+    }
+
     /// `"yes"`/`"no"` (also `true`/`false`, `1`/`0`); anything else is false.
     pub fn yes_no<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        let v = Value::deserialize(d)?;
-        Ok(match v {
+        Ok(flag(&Value::deserialize(d)?))
+    }
+
+    fn flag(v: &Value) -> bool {
+        match v {
             Value::String(s) => {
                 matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "true" | "1")
             }
-            Value::Bool(b) => b,
+            Value::Bool(b) => *b,
             Value::Number(n) => n.as_i64() == Some(1),
             _ => false,
-        })
+        }
     }
 }
 
@@ -364,8 +377,9 @@ pub struct UploadCheckResponse {
     pub in_folder: bool,
     #[serde(default, deserialize_with = "de::yes_no")]
     pub file_exists: bool,
-    #[serde(default, deserialize_with = "de::yes_no")]
-    pub different_hash: bool,
+    /// Only sent when `file_exists` is yes; `None` when absent.
+    #[serde(default, deserialize_with = "de::opt_yes_no")]
+    pub different_hash: Option<bool>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub duplicate_quickkey: Option<String>,
     #[serde(default, deserialize_with = "de::opt_u64")]

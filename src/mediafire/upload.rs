@@ -297,7 +297,7 @@ impl Client {
             let f = self.file_get_info(&qk).await?;
             return Ok(Some(file_info(f, req)));
         }
-        if c.file_exists && c.different_hash && req.replace.is_none() {
+        if c.file_exists && req.replace.is_none() {
             let mut e = Error::new(
                 ErrorKind::AlreadyExists,
                 "a different file with this name exists",
@@ -366,19 +366,19 @@ impl Client {
         };
         let mut last_key: Option<String> = None;
 
-        for pass in 1..=MAX_UNIT_PASSES {
+        // Each round reads the server's view; the last one only checks.
+        for pass in 1..=MAX_UNIT_PASSES + 1 {
             let rs = check.resumable_upload.clone();
             let layout = UnitLayout::from_server(req.source.size, rs.as_ref())?;
             let server_key = rs.as_ref().and_then(|r| r.upload_key.clone());
             if rs.as_ref().is_some_and(|r| r.all_units_ready) {
-                if let Some(k) = last_key.or(server_key) {
-                    return Ok(k);
-                }
-                return Err(Error::new(
-                    ErrorKind::Permanent,
-                    "all units present but no upload key",
-                )
-                .with_action("upload/check"));
+                return last_key.or(server_key).ok_or_else(|| {
+                    Error::new(ErrorKind::Permanent, "all units present but no upload key")
+                        .with_action("upload/check")
+                });
+            }
+            if pass > MAX_UNIT_PASSES {
+                break;
             }
             let missing = layout.missing(rs.as_ref().and_then(|r| r.bitmap.as_ref()));
             debug!(name = %req.name, pass, missing = missing.len(), units = layout.count, "sending units");
@@ -551,8 +551,14 @@ fn push_duplicate_params(params: &mut Vec<(&'static str, String)>, replace: Opti
 }
 
 /// The quickkey of a same-name file with identical content, per `upload/check`.
+/// Without `different_hash` (old replies) the content counts as identical
+/// only when the hash is also in the target folder.
 fn same_file_present(c: &UploadCheckResponse) -> Option<String> {
-    if c.file_exists && !c.different_hash {
+    let same = match c.different_hash {
+        Some(differs) => !differs,
+        None => c.in_folder,
+    };
+    if c.file_exists && same {
         c.duplicate_quickkey.clone()
     } else {
         None
