@@ -872,6 +872,26 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn transport_errors_carry_no_url() {
+        // A port of our own that nobody listens on any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url =
+            format!("http://127.0.0.1:{port}/api/1.5/upload/resumable.php?session_token=SECRET");
+        let e = reqwest::Client::new().post(url).send().await.unwrap_err();
+        let e = transport_error("upload/resumable", e);
+        assert!(e.is_temporary());
+        let shown = format!("{e} {e:?}");
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("session_token"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn debug_never_prints_the_cookie() {
         let c = ClientConfig {
