@@ -35,6 +35,26 @@ use super::nfc;
 /// the TTL.
 const REVALIDATE_WINDOW: Duration = Duration::from_secs(1);
 
+/// Most listings kept; past this, stale ones are dropped at the next fetch.
+const MAX_LISTINGS: usize = 20_000;
+
+/// Per-key async locks (single-flight listing, one upload per path).
+pub(crate) type KeyLocks = DashMap<String, Arc<tokio::sync::Mutex<()>>>;
+
+/// Runs `work` holding the lock for `key`, then drops the lock's entry when
+/// nobody else holds or waits on it (so the map does not grow forever).
+pub(crate) async fn serialized<T>(locks: &KeyLocks, key: &str, work: impl Future<Output = T>) -> T {
+    let lock = locks.entry(key.to_string()).or_default().clone();
+    let out = {
+        let _guard = lock.lock().await;
+        work.await
+    };
+    drop(lock);
+    // The shard lock held by `remove_if` keeps anyone from cloning meanwhile.
+    locks.remove_if(key, |_, l| Arc::strong_count(l) == 1);
+    out
+}
+
 /// A cached child of a folder.
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
@@ -64,7 +84,7 @@ pub(crate) struct Cache {
     ttl: Duration,
     dirs: DashMap<String, Dir>,
     /// Single-flight per folder path, so N concurrent PROPFINDs list once.
-    fetching: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    fetching: KeyLocks,
     /// Newest device revision seen, and when.
     device: Mutex<Option<(u64, Instant)>>,
     pub(crate) hits: AtomicU64,
@@ -135,20 +155,21 @@ impl Cache {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let lock = self.fetching.entry(path.to_string()).or_default().clone();
-        let _guard = lock.lock().await;
-        if self.is_fresh(path) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        if let Some(tag) = self.dirs.get(path).map(|d| d.tag) {
-            if self.revalidate(path, tag).await {
+        serialized(&self.fetching, path, async {
+            if self.is_fresh(path) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-        }
-        let key = self.resolve_key(path).await?;
-        self.fetch(path, &key).await
+            if let Some(tag) = self.dirs.get(path).map(|d| d.tag)
+                && self.revalidate(path, tag).await
+            {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let key = self.resolve_key(path).await?;
+            self.fetch(path, &key).await
+        })
+        .await
     }
 
     /// True when the device revision still equals `tag` (then the listing
@@ -215,6 +236,11 @@ impl Cache {
             tag,
         };
         self.dirs.insert(path.to_string(), dir);
+        if self.dirs.len() > MAX_LISTINGS {
+            let ttl = self.ttl;
+            self.dirs.retain(|_, d| d.fetched.elapsed() < ttl);
+            debug!(kept = self.dirs.len(), "cache: dropped stale listings");
+        }
         Ok(())
     }
 

@@ -31,7 +31,7 @@ use crate::error::{Error, ErrorKind};
 use crate::remote::{ByteStream, FileInfo};
 
 use super::error::Failure;
-use super::fs::Shared;
+use super::fs::{Prefetch, Shared};
 use super::meta::MfMeta;
 
 pub(crate) struct MfFile {
@@ -53,6 +53,7 @@ enum Mode {
 
 struct Reader {
     info: FileInfo,
+    prefetch: Prefetch,
     pos: u64,
     /// `Mutex` only to make the `!Sync` stream `Sync`; always reached
     /// through `get_mut`, never locked across an await.
@@ -102,9 +103,15 @@ impl MfFile {
         }
     }
 
-    pub(crate) fn remote(info: FileInfo, shared: Arc<Shared>, failure: Failure) -> MfFile {
+    pub(crate) fn remote(
+        info: FileInfo,
+        shared: Arc<Shared>,
+        failure: Failure,
+        prefetch: Prefetch,
+    ) -> MfFile {
         let reader = Reader {
             info,
+            prefetch,
             pos: 0,
             stream: Mutex::new(None),
             pending: Bytes::new(),
@@ -146,6 +153,11 @@ impl MfFile {
                 return Ok(Bytes::new());
             }
             let slot = r.stream.get_mut().unwrap();
+            if slot.is_none()
+                && let Some(body) = r.prefetch.take(&r.info.quickkey, r.pos)
+            {
+                *slot = Some(body);
+            }
             if slot.is_none() {
                 debug!(quickkey = %r.info.quickkey, offset = r.pos, "read: opening download");
                 let dl = self

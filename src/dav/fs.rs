@@ -28,10 +28,10 @@ use tokio::time::Instant;
 use tracing::{debug, trace};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{FileInfo, Remote, UploadRequest, UploadSource};
+use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
 
 use super::DavConfig;
-use super::cache::{Cache, Node, is_within, join, split};
+use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
 use super::file::MfFile;
 use super::meta::{MfDirEntry, MfMeta};
@@ -50,6 +50,9 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: AtomicU64,
 }
 
+/// Bytes used and the limit, as dav-server's `get_quota` wants them.
+type QuotaPair = (u64, Option<u64>);
+
 /// State shared by every request.
 pub(crate) struct Shared {
     pub(crate) remote: Arc<dyn Remote>,
@@ -58,13 +61,38 @@ pub(crate) struct Shared {
     pub(crate) props: Props,
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
-    uploads: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
-    quota: Mutex<Option<((u64, Option<u64>), Instant)>>,
+    uploads: KeyLocks,
+    /// (used, limit) and when it was fetched.
+    quota: Mutex<Option<(QuotaPair, Instant)>>,
     pub(crate) counters: Counters,
+}
+
+/// A download `handle` opened before dav-server sent any header, so that
+/// an upstream failure on GET is a status and not a cut-off body. The
+/// request's `MfFile` takes it when the offset matches.
+#[derive(Clone, Default)]
+pub(crate) struct Prefetch(Arc<Mutex<Option<(String, u64, ByteStream)>>>);
+
+impl Prefetch {
+    pub(crate) fn put(&self, quickkey: &str, offset: u64, body: ByteStream) {
+        *self.0.lock().unwrap() = Some((quickkey.to_string(), offset, body));
+    }
+
+    /// The prefetched stream, if it is for `quickkey` at `offset`.
+    pub(crate) fn take(&self, quickkey: &str, offset: u64) -> Option<ByteStream> {
+        let mut slot = self.0.lock().unwrap();
+        match slot.as_ref() {
+            Some((qk, off, _)) if qk == quickkey && *off == offset => {
+                slot.take().map(|(_, _, b)| b)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a path names.
 pub(crate) enum Found {
+    /// The account root.
     Root,
     Remote(Node),
     Local(LocalEntry),
@@ -167,8 +195,21 @@ impl Shared {
         size: u64,
         sha256: &str,
     ) -> Result<MfMeta> {
-        let lock = self.uploads.entry(path.to_string()).or_default().clone();
-        let _guard = lock.lock().await;
+        serialized(
+            &self.uploads,
+            path,
+            self.commit_locked(path, spool, size, sha256),
+        )
+        .await
+    }
+
+    async fn commit_locked(
+        &self,
+        path: &str,
+        spool: &Path,
+        size: u64,
+        sha256: &str,
+    ) -> Result<MfMeta> {
         let (parent, name) = split(path);
         let folder_key = self.cache.folder_key(parent).await?;
         let existing = match self.cache.child(parent, name) {
@@ -236,7 +277,7 @@ impl Shared {
         }
     }
 
-    async fn quota(&self) -> Result<(u64, Option<u64>)> {
+    async fn quota(&self) -> Result<QuotaPair> {
         if let Some((q, at)) = *self.quota.lock().unwrap()
             && at.elapsed() < QUOTA_TTL
         {
@@ -470,6 +511,7 @@ impl Shared {
 pub(crate) struct MfFs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) failure: Failure,
+    pub(crate) prefetch: Prefetch,
 }
 
 impl MfFs {
@@ -490,6 +532,7 @@ impl MfFs {
                     f,
                     sh.clone(),
                     self.failure.clone(),
+                    self.prefetch.clone(),
                 ))),
                 Some(_) => Err(FsError::Forbidden),
                 None => Err(FsError::NotFound),

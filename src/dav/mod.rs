@@ -43,8 +43,9 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::remote::Remote;
 
+use self::cache::Node;
 use self::error::{Failure, status_for};
-use self::fs::{MfFs, Shared, rel_str};
+use self::fs::{Found, MfFs, Prefetch, Shared, rel_str};
 
 /// Settings of the WebDAV adapter.
 #[derive(Clone, Debug)]
@@ -154,10 +155,17 @@ impl MfDav {
         {
             return resp;
         }
+        let prefetch = Prefetch::default();
+        if req.method() == Method::GET
+            && let Some(resp) = self.before_get(&req, &prefetch).await
+        {
+            return resp;
+        }
         let failure = Failure::default();
         let fs = MfFs {
             shared: self.shared.clone(),
             failure: failure.clone(),
+            prefetch,
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
         let mut resp = self.handler.handle_with(config, req).await;
@@ -187,9 +195,7 @@ impl MfDav {
         if depth != "1" {
             return None;
         }
-        let mut path = DavPath::new(req.uri().path()).ok()?;
-        path.set_prefix(&self.shared.config.prefix).ok()?;
-        let rel = rel_str(std::str::from_utf8(path.as_bytes()).ok()?);
+        let rel = self.rel_of(req)?;
         match self.shared.prelist(&rel).await {
             Ok(()) => None,
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => None,
@@ -198,6 +204,56 @@ impl MfDav {
                 Some(plain(status_for(e.kind())))
             }
         }
+    }
+
+    /// Opens the download of a GET before dav-server commits to a 200, so
+    /// that a MediaFire failure is a 502/503; `Some` is that answer.
+    /// Conditional GETs are left lazy: they may not need the body at all.
+    async fn before_get<B>(&self, req: &Request<B>, prefetch: &Prefetch) -> Option<Response<Body>> {
+        const CONDITIONAL: [&str; 5] = [
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+            "if-range",
+        ];
+        if CONDITIONAL.iter().any(|h| req.headers().contains_key(*h)) {
+            return None;
+        }
+        let rel = self.rel_of(req)?;
+        let Ok(Some(Found::Remote(Node::File(f)))) = self.shared.find(&rel).await else {
+            return None;
+        };
+        let offset = req
+            .headers()
+            .get(http::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Some(0), |r| range_start(r, f.size))?;
+        if offset >= f.size {
+            return None;
+        }
+        match self.shared.remote.download(&f.quickkey, offset, None).await {
+            Ok(dl) => {
+                prefetch.put(&f.quickkey, offset, dl.body);
+                None
+            }
+            Err(e) => {
+                if e.kind() == crate::error::ErrorKind::NotFound {
+                    // Gone upstream since we listed it: the listing is stale.
+                    self.shared.cache.forget(cache::split(&rel).0);
+                }
+                warn!(path = %rel, error = %e, "dav: opening download failed");
+                Some(plain(status_for(e.kind())))
+            }
+        }
+    }
+
+    /// The relative NFC path a request names, `None` when it is outside the
+    /// prefix or not UTF-8 (dav-server answers those itself).
+    fn rel_of<B>(&self, req: &Request<B>) -> Option<String> {
+        let mut path = DavPath::new(req.uri().path()).ok()?;
+        path.set_prefix(&self.shared.config.prefix).ok()?;
+        Some(rel_str(std::str::from_utf8(path.as_bytes()).ok()?))
     }
 
     /// Cache hits/misses, uploads in flight, bytes in/out.
@@ -210,6 +266,20 @@ impl MfDav {
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Where the first range of a `Range: bytes=...` header starts; `None`
+/// when the header is not one we understand (then nothing is prefetched).
+fn range_start(header: &str, size: u64) -> Option<u64> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    let first = spec.split(',').next()?.trim();
+    let (start, end) = first.split_once('-')?;
+    if start.is_empty() {
+        let suffix: u64 = end.trim().parse().ok()?;
+        Some(size.saturating_sub(suffix))
+    } else {
+        start.trim().parse().ok()
     }
 }
 

@@ -173,7 +173,6 @@ impl Overlay {
     pub(crate) fn children(&self, dir: &str) -> Vec<(String, LocalEntry)> {
         let map = self.map.lock().unwrap();
         map.iter()
-            .filter(|(k, _)| !dir.is_empty() || !k.contains('/'))
             .filter(|(k, _)| {
                 let (parent, _) = split(k);
                 parent == dir
@@ -190,10 +189,10 @@ impl Overlay {
             return;
         }
         for old in moved {
-            if let Some(v) = map.remove(&old) {
-                if let Some(prev) = map.insert(rebase(&old, from, to), v) {
-                    self.drop_blob(&prev);
-                }
+            if let Some(v) = map.remove(&old)
+                && let Some(prev) = map.insert(rebase(&old, from, to), v)
+            {
+                self.drop_blob(&prev);
             }
         }
         self.save(&map);

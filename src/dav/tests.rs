@@ -11,7 +11,7 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::error::Failure;
-use super::fs::MfFs;
+use super::fs::{MfFs, Prefetch};
 use super::memory::MemoryRemote;
 use super::{DavConfig, MfDav};
 use crate::error::ErrorKind;
@@ -92,6 +92,7 @@ impl Env {
         MfFs {
             shared: self.dav.shared.clone(),
             failure: Failure::default(),
+            prefetch: Prefetch::default(),
         }
     }
 }
@@ -500,4 +501,108 @@ async fn quota_exceeded_is_507() {
         StatusCode::INSUFFICIENT_STORAGE
     );
     assert_eq!(e.spool_files(), 0);
+}
+
+#[tokio::test]
+async fn overlay_entries_and_props_follow_folder_moves_and_copies() {
+    let e = env();
+    e.req("MKCOL", "/a", &[], b"").await;
+    e.put("/a/empty", b"").await;
+    let patch = br#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:tag>t1</Z:tag></D:prop></D:set></D:propertyupdate>"#;
+    e.req("PROPPATCH", "/a/empty", &[], patch).await;
+
+    let r = e
+        .req(
+            "COPY",
+            "/a/empty",
+            &[("destination", "http://h/a/copy")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = e
+        .req("MOVE", "/a/", &[("destination", "http://h/b/")], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    let r = e.propfind("/b/", "1").await;
+    assert!(
+        r.body.contains("/b/empty") && r.body.contains("/b/copy"),
+        "{}",
+        r.body
+    );
+    let find = br#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:z"><D:prop><Z:tag/></D:prop></D:propfind>"#;
+    for p in ["/b/empty", "/b/copy"] {
+        let r = e.req("PROPFIND", p, &[("depth", "0")], find).await;
+        assert!(r.body.contains("t1"), "{p}: {}", r.body);
+    }
+    assert_eq!(e.remote.calls("upload"), 0);
+}
+
+#[tokio::test]
+async fn lock_null_resource_takes_content_later() {
+    let e = env();
+    let body = br#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
+    let r = e.req("LOCK", "/ln", &[], body).await;
+    let token = r.headers["lock-token"].to_str().unwrap().to_string();
+    let r = e
+        .req(
+            "PUT",
+            "/ln",
+            &[("if", &format!("({token})")), ("content-length", "4")],
+            b"data",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(e.remote.read_path("ln").unwrap(), &b"data"[..]);
+    assert!(e.dav.shared.overlay.get("ln").is_none());
+}
+
+#[tokio::test]
+async fn depth_infinity_is_refused() {
+    let e = env();
+    let r = e.propfind("/", "infinity").await;
+    assert!(
+        r.status.is_client_error() || r.status.is_server_error(),
+        "{}",
+        r.status
+    );
+    assert_ne!(r.status, StatusCode::MULTI_STATUS);
+}
+
+#[tokio::test]
+async fn stats_count_cache_and_bytes() {
+    let e = env();
+    e.put("/f", b"12345").await;
+    e.req("GET", "/f", &[], b"").await;
+    e.propfind("/", "1").await;
+    let s = e.dav.stats();
+    assert_eq!((s.bytes_in, s.bytes_out, s.uploads_in_flight), (5, 5, 0));
+    assert!(s.cache_misses >= 1 && s.cache_hits >= 1, "{s:?}");
+}
+
+#[tokio::test]
+async fn partial_updates_are_refused() {
+    let e = env();
+    e.put("/f", b"12345").await;
+    let r = e
+        .req(
+            "PUT",
+            "/f",
+            &[("content-range", "bytes 0-1/5"), ("content-length", "2")],
+            b"ab",
+        )
+        .await;
+    assert!(!r.status.is_success(), "{}", r.status);
+    assert_eq!(e.remote.read_path("f").unwrap(), &b"12345"[..]);
+}
+
+#[test]
+fn range_start_parses_first_range() {
+    use super::range_start;
+    assert_eq!(range_start("bytes=10-20", 100), Some(10));
+    assert_eq!(range_start("bytes=10-", 100), Some(10));
+    assert_eq!(range_start("bytes=-30", 100), Some(70));
+    assert_eq!(range_start("bytes=5-6,1-2", 100), Some(5));
+    assert_eq!(range_start("items=1-2", 100), None);
 }
