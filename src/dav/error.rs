@@ -40,8 +40,9 @@ pub(crate) fn to_fs_error(e: &Error) -> FsError {
         ErrorKind::QuotaExceeded | ErrorKind::Local => FsError::InsufficientStorage,
         _ => FsError::GeneralFailure,
     };
-    if e.kind() == ErrorKind::NotFound {
-        debug!(error = %e, "remote: not found");
+    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists) {
+        // Clients probe missing names and MKCOL existing ones all day long.
+        debug!(error = %e, fs_error = ?fs, "fs: refused");
     } else {
         warn!(error = %e, fs_error = ?fs, "remote call failed");
     }

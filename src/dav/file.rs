@@ -378,3 +378,19 @@ impl DavFile for MfFile {
         self.commit().boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disk_is_insufficient_storage_and_other_io_is_500() {
+        let f = Failure::default();
+        let full = std::io::Error::from_raw_os_error(28);
+        assert_eq!(spool_error(&f, full, "p"), FsError::InsufficientStorage);
+        let f = Failure::default();
+        let other = std::io::Error::other("boom");
+        assert_eq!(spool_error(&f, other, "p"), FsError::GeneralFailure);
+        assert_eq!(f.get(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+}

@@ -606,3 +606,55 @@ fn range_start_parses_first_range() {
     assert_eq!(range_start("bytes=5-6,1-2", 100), Some(5));
     assert_eq!(range_start("items=1-2", 100), None);
 }
+
+#[tokio::test]
+async fn prefix_is_stripped_for_paths_and_destinations() {
+    let e = env_with(|c| c.prefix = "/dav".into());
+    assert_eq!(e.put("/dav/f", b"abc").await, StatusCode::CREATED);
+    assert_eq!(e.remote.read_path("f").unwrap(), &b"abc"[..]);
+    let r = e.propfind("/dav/", "1").await;
+    assert!(r.body.contains("<D:href>/dav/f</D:href>"), "{}", r.body);
+    let r = e
+        .req("MOVE", "/dav/f", &[("destination", "http://h/dav/g")], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(e.remote.read_path("g").unwrap(), &b"abc"[..]);
+}
+
+#[tokio::test]
+async fn listing_failure_of_a_subfolder_on_metadata_is_502() {
+    let e = env();
+    e.req("MKCOL", "/d", &[], b"").await;
+    e.req("MKCOL", "/d/e", &[], b"").await;
+    e.dav.shared.cache.forget("d");
+    e.remote.fail("list_folder", ErrorKind::Transient, u64::MAX);
+    // Depth 0 on a child of an unlisted folder needs the parent's listing.
+    let r = e.propfind("/d/e/", "0").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let r = e.req("GET", "/d/x", &[], b"").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn finder_expected_length_is_checked() {
+    let e = env();
+    let r = e
+        .req(
+            "PUT",
+            "/finder",
+            &[("x-expected-entity-length", "10")],
+            b"12345",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(e.remote.calls("upload"), 0);
+    let r = e
+        .req(
+            "PUT",
+            "/finder",
+            &[("x-expected-entity-length", "5")],
+            b"12345",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
