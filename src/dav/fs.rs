@@ -225,7 +225,8 @@ impl Shared {
             if let Some(f) = existing {
                 // One name, one place: the local entry replaces the remote file.
                 debug!(path, quickkey = %f.quickkey, "upload: trashing remote file replaced by a local entry");
-                self.remote.delete_file(&f.quickkey).await?;
+                let r = self.remote.delete_file(&f.quickkey).await;
+                self.stale(parent, r)?;
                 self.cache.remove(parent, name);
             }
             let entry = if size == 0 {
@@ -255,12 +256,32 @@ impl Shared {
         Ok(MfMeta::file(&info))
     }
 
-    /// One upload; when the name turns out to be taken (our listing was
-    /// stale), re-list once and replace the file found.
+    /// Forgets the listing of `dir` when `result` shows it was stale: a
+    /// NotFound or AlreadyExists from MediaFire on something our listing
+    /// said was (or was not) there.
+    fn stale<T>(&self, dir: &str, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists)
+        {
+            debug!(dir, error = %e, "cache: listing contradicted by MediaFire, forgetting it");
+            self.cache.forget(dir);
+        }
+        result
+    }
+
+    /// One upload. When the listing was stale, re-list once and retry: a
+    /// taken name becomes a replace, a vanished replace target a new file.
     async fn upload(&self, parent: &str, mut request: UploadRequest) -> Result<FileInfo> {
         let _in_flight = InFlight::new(&self.counters.uploads_in_flight);
         debug!(name = %request.name, size = request.source.size, replace = ?request.replace, "upload: starting");
         match self.remote.upload(request.clone()).await {
+            Err(e) if e.kind() == ErrorKind::NotFound && request.replace.is_some() => {
+                debug!(name = %request.name, "upload: file to replace is gone, uploading anew");
+                self.cache.forget(parent);
+                self.cache.folder_key(parent).await?;
+                request.replace = None;
+                self.remote.upload(request).await
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists && request.replace.is_none() => {
                 debug!(name = %request.name, "upload: name taken, re-listing to replace it");
                 self.cache.forget(parent);
@@ -302,7 +323,8 @@ impl Shared {
                 Error::new(ErrorKind::AlreadyExists, "name taken").with_context("path", path)
             );
         }
-        let info = self.remote.create_folder(&parent_key, name).await?;
+        let r = self.remote.create_folder(&parent_key, name).await;
+        let info = self.stale(parent, r)?;
         self.cache.insert_new_folder(parent, info);
         Ok(())
     }
@@ -313,8 +335,9 @@ impl Shared {
                 self.overlay.remove(path);
             }
             Some(Found::Remote(Node::File(f))) => {
-                self.remote.delete_file(&f.quickkey).await?;
                 let (parent, name) = split(path);
+                let r = self.remote.delete_file(&f.quickkey).await;
+                self.stale(parent, r)?;
                 self.cache.remove(parent, name);
             }
             Some(_) => {
@@ -332,8 +355,9 @@ impl Shared {
         match self.find(path).await? {
             Some(Found::Remote(Node::Folder(f))) => {
                 // MediaFire trashes the whole subtree in one call.
-                self.remote.delete_folder(&f.key).await?;
                 let (parent, name) = split(path);
+                let r = self.remote.delete_folder(&f.key).await;
+                self.stale(parent, r)?;
                 self.cache.remove(parent, name);
             }
             Some(Found::Root) => {
@@ -443,7 +467,8 @@ impl Shared {
                 let same_name = nfc(&f.name) == dst_name
                     && src_parent != dst_parent
                     && self.cache.child(dst_parent, dst_name).is_none();
-                let quickkey = self.remote.copy_file(&f.quickkey, &dst_key).await?;
+                let r = self.remote.copy_file(&f.quickkey, &dst_key).await;
+                let quickkey = self.stale(src_parent, r)?;
                 let mut name = f.name.clone();
                 if !same_name {
                     if let Err(e) = self.remote.rename_file(&quickkey, dst_name).await {

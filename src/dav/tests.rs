@@ -658,3 +658,23 @@ async fn finder_expected_length_is_checked() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn stale_listing_is_repaired_on_upload_and_delete() {
+    use crate::remote::Remote;
+    let e = env();
+    e.put("/f", b"one").await;
+    let Some(super::cache::Node::File(f)) = e.dav.shared.cache.child("", "f") else {
+        panic!("f not cached");
+    };
+    // Another client trashes the file; our listing still shows it.
+    e.remote.delete_file(&f.quickkey).await.unwrap();
+    assert!(e.put("/f", b"two").await.is_success());
+    assert_eq!(e.remote.read_path("f").unwrap(), &b"two"[..]);
+
+    // Another client creates a name our fresh listing does not know.
+    e.remote.put_path("g", b"theirs").unwrap();
+    assert!(e.put("/g", b"ours").await.is_success());
+    assert_eq!(e.remote.read_path("g").unwrap(), &b"ours"[..]);
+    assert_eq!(e.remote.file_count(), 2);
+}
