@@ -124,9 +124,10 @@ fn plain(status: StatusCode) -> Response<Body> {
 }
 
 impl MfDav {
-    pub fn new(remote: Arc<dyn Remote>, config: DavConfig) -> anyhow::Result<MfDav> {
+    pub fn new(remote: Arc<dyn Remote>, mut config: DavConfig) -> anyhow::Result<MfDav> {
         debug!(?config, "dav: starting adapter");
-        let prefix = config.prefix.trim_end_matches('/').to_string();
+        config.prefix = config.prefix.trim_end_matches('/').to_string();
+        let prefix = config.prefix.clone();
         let shared = Arc::new(Shared::new(remote, config)?);
         let mut methods = DavMethodSet::all();
         methods.remove(DavMethod::Patch);
@@ -196,14 +197,22 @@ impl MfDav {
             return None;
         }
         let rel = self.rel_of(req)?;
-        match self.shared.prelist(&rel).await {
+        self.prelist_answer(&rel).await
+    }
+
+    /// Lists the folder at `rel`; `Some` is the error answer when that fails.
+    async fn prelist_answer(&self, rel: &str) -> Option<Response<Body>> {
+        match self.shared.prelist(rel).await {
             Ok(()) => None,
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => None,
-            Err(e) => {
-                warn!(path = %rel, error = %e, "dav: listing failed, answering an error instead of an empty folder");
-                Some(plain(status_for(e.kind())))
-            }
+            Err(e) => Some(self.failed(rel, &e)),
         }
+    }
+
+    /// The answer for a remote failure met before dav-server ran.
+    fn failed(&self, rel: &str, e: &crate::error::Error) -> Response<Body> {
+        warn!(path = %rel, error = %e, "dav: remote failure before the request could be served");
+        plain(status_for(e.kind()))
     }
 
     /// Opens the download of a GET before dav-server commits to a 200, so
@@ -221,8 +230,14 @@ impl MfDav {
             return None;
         }
         let rel = self.rel_of(req)?;
-        let Ok(Some(Found::Remote(Node::File(f)))) = self.shared.find(&rel).await else {
-            return None;
+        let f = match self.shared.find(&rel).await {
+            Ok(Some(Found::Remote(Node::File(f)))) => f,
+            Ok(Some(Found::Root | Found::Remote(Node::Folder(_)))) => {
+                // The HTML index: same trap as PROPFIND, a swallowed listing error.
+                return self.prelist_answer(&rel).await;
+            }
+            Ok(_) => return None,
+            Err(e) => return Some(self.failed(&rel, &e)),
         };
         let offset = req
             .headers()
@@ -242,8 +257,7 @@ impl MfDav {
                     // Gone upstream since we listed it: the listing is stale.
                     self.shared.cache.forget(cache::split(&rel).0);
                 }
-                warn!(path = %rel, error = %e, "dav: opening download failed");
-                Some(plain(status_for(e.kind())))
+                Some(self.failed(&rel, &e))
             }
         }
     }

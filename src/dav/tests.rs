@@ -678,3 +678,20 @@ async fn stale_listing_is_repaired_on_upload_and_delete() {
     assert_eq!(e.remote.read_path("g").unwrap(), &b"ours"[..]);
     assert_eq!(e.remote.file_count(), 2);
 }
+
+#[tokio::test]
+async fn html_index_of_an_unlistable_folder_is_an_error() {
+    let e = env();
+    e.req("MKCOL", "/d", &[], b"").await;
+    e.dav.shared.cache.forget("d");
+    e.remote.fail("list_folder", ErrorKind::Auth, 1);
+    let r = e.req("GET", "/d/", &[], b"").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let r = e.req("GET", "/d/", &[], b"").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("<html") || r.body.contains("<HTML"),
+        "{}",
+        r.body
+    );
+}
