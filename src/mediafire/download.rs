@@ -1,0 +1,357 @@
+//! Downloads: direct links from `file/get_links`, cached per quickkey, and
+//! one ranged GET per read, streamed.
+//!
+//! A direct link (`https://downloadNNNN.mediafire.com/<token>/<qk>/<name>`,
+//! spec §5) is reused for `link_ttl`; its real lifetime is unknown. When the
+//! download host refuses it (403/404/410) the link is dropped, fetched again
+//! once, and the GET retried. The cookie and session token never go to the
+//! download host, and its URLs never reach an error message (they carry a
+//! token of their own).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::mediafire::client::Client;
+use crate::mediafire::retry::Idempotency;
+use crate::remote::{ByteStream, Download};
+
+const ACTION: &str = "download";
+
+/// A direct link and when it was fetched.
+pub(crate) struct CachedLink {
+    url: String,
+    fetched: Instant,
+}
+
+impl Client {
+    /// Drops the cached direct link of `quickkey`; called by every mutation
+    /// of that file (rename, move, delete, replace).
+    pub fn forget_link(&self, quickkey: &str) {
+        self.inner.links.remove(quickkey);
+    }
+
+    /// The direct download URL of `quickkey`, cached while younger than
+    /// `link_ttl`. A per-entry error in the reply is an error here.
+    pub(crate) async fn direct_link(&self, quickkey: &str) -> Result<String> {
+        if let Some(l) = self.inner.links.get(quickkey)
+            && l.fetched.elapsed() < self.config().link_ttl
+        {
+            return Ok(l.url.clone());
+        }
+        let links = self.file_get_links(quickkey).await?;
+        let url = pick_direct_link(quickkey, &links)?;
+        self.inner.links.insert(
+            quickkey.to_string(),
+            CachedLink {
+                url: url.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(url)
+    }
+
+    /// Opens `quickkey` at `offset` for `len` bytes (to the end when `None`).
+    pub(crate) async fn open_download(
+        &self,
+        quickkey: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Download> {
+        let mut refreshed = false;
+        loop {
+            let url = self.direct_link(quickkey).await?;
+            let opened = self
+                .inner
+                .retry
+                .run(ACTION, Idempotency::Idempotent, || {
+                    self.get_range(&url, offset, len)
+                })
+                .await;
+            match opened {
+                Err(e) if !refreshed && is_stale_link(&e) => {
+                    debug!(quickkey, error = %e, "download host refused the link, fetching a fresh one");
+                    self.forget_link(quickkey);
+                    self.inner
+                        .stats
+                        .link_refreshes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    refreshed = true;
+                }
+                Err(e) => return Err(e.with_context("quickkey", quickkey)),
+                Ok(resp) => return self.shape(resp, offset, len),
+            }
+        }
+    }
+
+    /// One GET with a `Range` header; statuses other than 200/206/416 are errors.
+    async fn get_range(
+        &self,
+        url: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<reqwest::Response> {
+        let mut req = self
+            .inner
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity");
+        match (offset, len) {
+            (0, None) => {}
+            (o, None) => req = req.header(RANGE, format!("bytes={o}-")),
+            // A zero-length read still opens the file, to learn its size.
+            (o, Some(n)) => req = req.header(RANGE, format!("bytes={o}-{}", o + n.max(1) - 1)),
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| crate::mediafire::client::transport_error(ACTION, e))?;
+        let status = resp.status();
+        if matches!(
+            status,
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
+        ) {
+            return Ok(resp);
+        }
+        let kind = match status.as_u16() {
+            403 => ErrorKind::Forbidden,
+            404 | 410 => ErrorKind::NotFound,
+            429 => ErrorKind::RateLimited,
+            408 | 500..=599 => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        };
+        Err(Error::new(kind, "download host refused the request")
+            .with_action(ACTION)
+            .with_context("http_status", status.as_u16()))
+    }
+
+    /// Turns the response into a [`Download`] starting exactly at `offset`.
+    fn shape(&self, resp: reqwest::Response, offset: u64, len: Option<u64>) -> Result<Download> {
+        let status = resp.status();
+        let range = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_content_range);
+        let length = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            // Reading at or past the end: an empty body, not an error.
+            let total = range.and_then(|r| r.total).unwrap_or(offset);
+            return Ok(Download {
+                body: Box::pin(futures_util::stream::empty()),
+                total_size: total,
+            });
+        }
+        let (skip, total) = if status == StatusCode::PARTIAL_CONTENT {
+            let Some(r) = range else {
+                return Err(
+                    Error::new(ErrorKind::Transient, "206 without Content-Range")
+                        .with_action(ACTION),
+                );
+            };
+            if r.start != Some(offset) {
+                return Err(
+                    Error::new(ErrorKind::Transient, "download host sent another range")
+                        .with_action(ACTION)
+                        .with_context("offset", offset),
+                );
+            }
+            let total = r.total.or(r.end.map(|e| e + 1)).unwrap_or(offset);
+            (0, total)
+        } else {
+            // 200: the host ignored Range; skip to the offset ourselves.
+            (offset, length.unwrap_or(0))
+        };
+        let available = total.saturating_sub(offset);
+        let want = len.map_or(available, |n| n.min(available));
+        let body = limit_stream(self.clone(), resp.bytes_stream(), skip, want);
+        Ok(Download {
+            body,
+            total_size: total,
+        })
+    }
+}
+
+/// The direct link of `quickkey` in a `file/get_links` reply, or the
+/// per-entry error it carries (spec "Read first" §4).
+pub fn pick_direct_link(
+    quickkey: &str,
+    links: &[crate::mediafire::types::LinkEntry],
+) -> Result<String> {
+    let entry = links
+        .iter()
+        .find(|l| l.quickkey == quickkey)
+        .or_else(|| (links.len() == 1).then(|| &links[0]));
+    let Some(entry) = entry else {
+        return Err(
+            Error::new(ErrorKind::NotFound, "no link entry for this file")
+                .with_action("file/get_links")
+                .with_context("quickkey", quickkey),
+        );
+    };
+    if let Some(msg) = &entry.error {
+        let kind = if msg.to_ascii_lowercase().contains("permission") {
+            ErrorKind::Forbidden
+        } else {
+            ErrorKind::Permanent
+        };
+        return Err(Error::new(kind, format!("link refused: {msg}"))
+            .with_action("file/get_links")
+            .with_context("quickkey", quickkey));
+    }
+    if let Some(code) = entry.direct_download_error {
+        let (kind, _) = crate::mediafire::codes::classify(code as u32);
+        let msg = entry
+            .direct_download_error_message
+            .clone()
+            .unwrap_or_default();
+        return Err(Error::new(kind, format!("direct link refused: {msg}"))
+            .with_action("file/get_links")
+            .with_code(code as u32)
+            .with_context("quickkey", quickkey));
+    }
+    match &entry.direct_download {
+        Some(url) => Ok(url.replacen("http://", "https://", 1)),
+        None => Err(
+            Error::new(ErrorKind::Forbidden, "no direct download link offered")
+                .with_action("file/get_links")
+                .with_context("quickkey", quickkey),
+        ),
+    }
+}
+
+fn is_stale_link(e: &Error) -> bool {
+    matches!(e.context("http_status"), Some("403" | "404" | "410"))
+}
+
+/// A parsed `Content-Range: bytes a-b/total` (or `bytes */total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentRange {
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub total: Option<u64>,
+}
+
+pub fn parse_content_range(v: &str) -> Option<ContentRange> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let total = total.trim().parse::<u64>().ok();
+    let (start, end) = match span.trim().split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok(), b.trim().parse().ok()),
+        None => (None, None),
+    };
+    Some(ContentRange { start, end, total })
+}
+
+/// Skips `skip` bytes, then yields `want` bytes; a body that ends early is
+/// an error, never a silently short file.
+fn limit_stream(
+    client: Client,
+    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    skip: u64,
+    want: u64,
+) -> ByteStream {
+    struct St<S> {
+        inner: std::pin::Pin<Box<S>>,
+        skip: u64,
+        left: u64,
+        failed: bool,
+        client: Client,
+        started: SystemTime,
+    }
+    let st = St {
+        inner: Box::pin(inner),
+        skip,
+        left: want,
+        failed: false,
+        client,
+        started: SystemTime::now(),
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if st.failed || st.left == 0 {
+                return None;
+            }
+            match st.inner.next().await {
+                None => {
+                    st.failed = true;
+                    let e = Error::new(ErrorKind::Transient, "download ended early")
+                        .with_action(ACTION)
+                        .with_context("missing_bytes", st.left);
+                    return Some((Err(e), st));
+                }
+                Some(Err(e)) => {
+                    st.failed = true;
+                    let e = crate::mediafire::client::transport_error(ACTION, e);
+                    return Some((Err(e), st));
+                }
+                Some(Ok(mut chunk)) => {
+                    if st.skip > 0 {
+                        let n = st.skip.min(chunk.len() as u64) as usize;
+                        let _ = chunk.split_to(n);
+                        st.skip -= n as u64;
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    if chunk.len() as u64 > st.left {
+                        chunk.truncate(st.left as usize);
+                    }
+                    st.left -= chunk.len() as u64;
+                    st.client
+                        .inner
+                        .stats
+                        .bytes_down
+                        .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if st.left == 0 {
+                        let secs = st.started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                        tracing::trace!(secs, "download stream complete");
+                    }
+                    return Some((Ok(chunk), st));
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mediafire::types::LinkEntry;
+
+    #[test]
+    fn content_range_forms() {
+        let r = parse_content_range("bytes 10-19/100").unwrap();
+        assert_eq!((r.start, r.end, r.total), (Some(10), Some(19), Some(100)));
+        let r = parse_content_range("bytes */100").unwrap();
+        assert_eq!((r.start, r.total), (None, Some(100)));
+        assert!(parse_content_range("items 1-2/3").is_none());
+    }
+
+    #[test]
+    fn per_entry_link_errors_are_errors() {
+        let e = LinkEntry {
+            quickkey: "q".into(),
+            direct_download: None,
+            normal_download: None,
+            error: Some("User lacks permissions".into()),
+            direct_download_error: None,
+            direct_download_error_message: None,
+        };
+        assert_eq!(
+            pick_direct_link("q", &[e]).unwrap_err().kind(),
+            ErrorKind::Forbidden
+        );
+    }
+}
