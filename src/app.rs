@@ -43,10 +43,14 @@ pub async fn build(mut settings: Settings) -> anyhow::Result<Built> {
         settings.api_base = handle.base_url();
         settings.cookie = Some(EmulatorConfig::default().cookie);
         if settings.credentials.is_none() {
-            settings.credentials =
-                Some(Credentials { user: DEMO_USER.into(), pass: DEMO_PASS.into() });
+            settings.credentials = Some(Credentials {
+                user: DEMO_USER.into(),
+                pass: DEMO_PASS.into(),
+            });
         }
-        let dir = tempfile::Builder::new().prefix("mediafire-dav-demo-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("mediafire-dav-demo-")
+            .tempdir()?;
         settings.state_dir = dir.path().join("state");
         settings.spool_dir = dir.path().join("spool");
         demo_state = Some(dir);
@@ -68,9 +72,23 @@ pub async fn build(mut settings: Settings) -> anyhow::Result<Built> {
     }
 
     let dav = MfDav::new(Arc::new(client.clone()), dav_config(&settings))?;
-    let auth = settings.credentials.as_ref().map(Authenticator::new).transpose()?;
-    let app = Arc::new(App { dav, client: Some(client), auth, metrics: Default::default() });
-    Ok(Built { app, settings, emulator, _demo_state: demo_state })
+    let auth = settings
+        .credentials
+        .as_ref()
+        .map(Authenticator::new)
+        .transpose()?;
+    let app = Arc::new(App {
+        dav,
+        client: Some(client),
+        auth,
+        metrics: Default::default(),
+    });
+    Ok(Built {
+        app,
+        settings,
+        emulator,
+        _demo_state: demo_state,
+    })
 }
 
 /// The MediaFire client settings that `serve` and `check` share.
@@ -121,9 +139,15 @@ fn seed_demo(emulator: &EmulatorHandle) {
           stops.\n",
     );
     emulator.seed_folder("/Documents");
-    emulator.seed_file("/Documents/notes.md", b"# Notes\n\n- try `rclone lsl` on this remote\n");
+    emulator.seed_file(
+        "/Documents/notes.md",
+        b"# Notes\n\n- try `rclone lsl` on this remote\n",
+    );
     emulator.seed_folder("/Photos/2026");
     let pixels: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
     emulator.seed_file("/Photos/2026/sample.bin", &pixels);
-    emulator.seed_file("/Music & Sounds/caf\u{e9} #1.txt", "names with spaces, & and # work\n".as_bytes());
+    emulator.seed_file(
+        "/Music & Sounds/caf\u{e9} #1.txt",
+        "names with spaces, & and # work\n".as_bytes(),
+    );
 }

@@ -75,13 +75,19 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<()> {
 #[derive(Args, Clone, Debug)]
 pub struct HealthcheckArgs {
     /// The health URL to probe.
-    #[arg(long, env = "MEDIAFIRE_DAV_HEALTH_URL", default_value = "http://127.0.0.1:8080/healthz")]
+    #[arg(
+        long,
+        env = "MEDIAFIRE_DAV_HEALTH_URL",
+        default_value = "http://127.0.0.1:8080/healthz"
+    )]
     pub url: String,
 }
 
 /// Exits successfully when `url` answers 200 within five seconds.
 pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
     let resp = client.get(&args.url).send().await?;
     if !resp.status().is_success() {
         bail!("{} answered {}", args.url, resp.status());
@@ -98,7 +104,11 @@ pub fn human(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

@@ -195,14 +195,21 @@ impl Settings {
                 .clone()
                 .or(file.api_base)
                 .unwrap_or_else(|| "https://www.mediafire.com".to_string()),
-            cookie: args.cookie.clone().or(file.cookie).filter(|c| !c.trim().is_empty()),
+            cookie: args
+                .cookie
+                .clone()
+                .or(file.cookie)
+                .filter(|c| !c.trim().is_empty()),
             credentials,
             state_dir,
             spool_dir,
             read_only: args.read_only || file.read_only.unwrap_or(false),
             demo: args.demo,
             cache_ttl: Duration::from_secs(args.cache_ttl.or(file.cache_ttl).unwrap_or(30)),
-            calls_per_second: args.calls_per_second.or(file.calls_per_second).unwrap_or(10.0),
+            calls_per_second: args
+                .calls_per_second
+                .or(file.calls_per_second)
+                .unwrap_or(10.0),
             burst: args.burst.or(file.burst).unwrap_or(20),
             max_concurrent_calls: args
                 .max_concurrent_calls
@@ -347,7 +354,10 @@ mod tests {
 
     #[test]
     fn auth_is_required_unless_turned_off() {
-        let a = ServeArgs { state_dir: Some("/tmp/x".into()), ..Default::default() };
+        let a = ServeArgs {
+            state_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
         let err = Settings::resolve(&a).unwrap_err().to_string();
         assert!(err.contains("--no-auth"), "{err}");
         let a = ServeArgs { no_auth: true, ..a };
@@ -363,7 +373,10 @@ mod tests {
             ..Default::default()
         };
         assert!(Settings::resolve(&a).is_err());
-        let a = ServeArgs { allow_public_no_auth: true, ..a };
+        let a = ServeArgs {
+            allow_public_no_auth: true,
+            ..a
+        };
         assert!(Settings::resolve(&a).is_ok());
     }
 
@@ -374,6 +387,9 @@ mod tests {
         a.pass = Some("SECRETPASS".into());
         let s = Settings::resolve(&a).unwrap();
         let d = format!("{s:?}");
-        assert!(!d.contains("SECRETCOOKIE") && !d.contains("SECRETPASS"), "{d}");
+        assert!(
+            !d.contains("SECRETCOOKIE") && !d.contains("SECRETPASS"),
+            "{d}"
+        );
     }
 }

@@ -70,16 +70,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     tracing::debug!(?settings, "configuration");
     let built = app::build(settings).await?;
-    let listener = tokio::net::TcpListener::bind(built.settings.listen).await.map_err(|e| {
-        anyhow::anyhow!("listening on {}: {e}", built.settings.listen)
-    })?;
+    let listener = tokio::net::TcpListener::bind(built.settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", built.settings.listen))?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}{}/", built.settings.prefix);
     tracing::info!(%url, "serving WebDAV");
     if built.settings.demo {
-        let creds = built.settings.credentials.as_ref().expect("demo always has credentials");
-        println!("mediafire-dav demo: WebDAV at {url}  user: {}  password: {}", creds.user, creds.pass);
-        println!("  try: rclone lsl :webdav: --webdav-url {url} --webdav-user {} --webdav-pass $(rclone obscure {})", creds.user, creds.pass);
+        let creds = built
+            .settings
+            .credentials
+            .as_ref()
+            .expect("demo always has credentials");
+        println!(
+            "mediafire-dav demo: WebDAV at {url}  user: {}  password: {}",
+            creds.user, creds.pass
+        );
+        println!(
+            "  try: rclone lsl :webdav: --webdav-url {url} --webdav-user {} --webdav-pass $(rclone obscure {})",
+            creds.user, creds.pass
+        );
     }
     server::serve(listener, built.app.clone(), server::shutdown_signal()).await
 }

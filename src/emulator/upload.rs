@@ -477,8 +477,15 @@ where
             &hash,
             size,
             action,
-            target,
+            target.clone(),
         );
+        // The unit requests carry the caller's intent; an earlier
+        // `upload/check` of the same content may have opened the session
+        // with the default duplicate action.
+        if let Some(s) = state.uploads.get_mut(&key) {
+            s.action = action;
+            s.target = target;
+        }
         let s = &state.uploads[&key];
         if unit_id >= s.received.len() as u64 || unit_size != unit_len(size, s.unit_size, unit_id) {
             return Err(ApiError::new(129));

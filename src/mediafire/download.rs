@@ -222,12 +222,28 @@ pub fn pick_direct_link(
             .with_context("quickkey", quickkey));
     }
     match &entry.direct_download {
-        Some(url) => Ok(url.replacen("http://", "https://", 1)),
+        Some(url) => Ok(upgrade_mediafire_link(url)),
         None => Err(
             Error::new(ErrorKind::Forbidden, "no direct download link offered")
                 .with_action("file/get_links")
                 .with_context("quickkey", quickkey),
         ),
+    }
+}
+
+/// Old responses hand out `http://` links to MediaFire's download hosts;
+/// fetch those over HTTPS. Links to any other host (the emulator on loopback)
+/// are used as given.
+fn upgrade_mediafire_link(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u)
+            if u.scheme() == "http"
+                && u.host_str()
+                    .is_some_and(|h| h == "mediafire.com" || h.ends_with(".mediafire.com")) =>
+        {
+            url.replacen("http://", "https://", 1)
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -328,6 +344,22 @@ fn limit_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_mediafire_links_are_upgraded_to_https() {
+        assert_eq!(
+            upgrade_mediafire_link("http://download1507.mediafire.com/t/qk/a.7z"),
+            "https://download1507.mediafire.com/t/qk/a.7z"
+        );
+        assert_eq!(
+            upgrade_mediafire_link("http://127.0.0.1:9100/dl/t/qk/a.md"),
+            "http://127.0.0.1:9100/dl/t/qk/a.md"
+        );
+        assert_eq!(
+            upgrade_mediafire_link("http://evilmediafire.com/x"),
+            "http://evilmediafire.com/x"
+        );
+    }
     use crate::mediafire::types::LinkEntry;
 
     #[test]

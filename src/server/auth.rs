@@ -27,7 +27,9 @@ pub enum Verdict {
     /// No or wrong credentials: answer 401 with a challenge.
     Denied,
     /// Too many failures from this address: answer 429.
-    Throttled { retry_after: Duration },
+    Throttled {
+        retry_after: Duration,
+    },
 }
 
 enum Secret {
@@ -46,12 +48,15 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(credentials: &Credentials) -> anyhow::Result<Authenticator> {
         let pass = &credentials.pass;
-        let secret = if pass.starts_with("$2a$") || pass.starts_with("$2b$") || pass.starts_with("$2y$")
+        let secret = if pass.starts_with("$2a$")
+            || pass.starts_with("$2b$")
+            || pass.starts_with("$2y$")
         {
             Secret::Bcrypt(pass.clone())
         } else if pass.starts_with("$argon2") {
-            argon2::PasswordHash::new(pass)
-                .map_err(|e| anyhow::anyhow!("config: `pass` looks like an argon2 hash but is not valid: {e}"))?;
+            argon2::PasswordHash::new(pass).map_err(|e| {
+                anyhow::anyhow!("config: `pass` looks like an argon2 hash but is not valid: {e}")
+            })?;
             Secret::Argon2(pass.clone())
         } else {
             Secret::Plain(pass.as_bytes().to_vec())
@@ -70,7 +75,9 @@ impl Authenticator {
             let (count, since) = *entry;
             let elapsed = since.elapsed();
             if count >= MAX_FAILURES && elapsed < FAILURE_WINDOW {
-                return Verdict::Throttled { retry_after: FAILURE_WINDOW - elapsed };
+                return Verdict::Throttled {
+                    retry_after: FAILURE_WINDOW - elapsed,
+                };
             }
         }
         let Some(header) = header else {
@@ -121,7 +128,9 @@ fn parse_basic(header: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
     let colon = decoded.iter().position(|&b| b == b':')?;
     Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
 }
@@ -136,7 +145,11 @@ mod tests {
     }
 
     fn auth(pass: &str) -> Authenticator {
-        Authenticator::new(&Credentials { user: "alice".into(), pass: pass.into() }).unwrap()
+        Authenticator::new(&Credentials {
+            user: "alice".into(),
+            pass: pass.into(),
+        })
+        .unwrap()
     }
 
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -144,9 +157,18 @@ mod tests {
     #[test]
     fn plain_password_is_checked() {
         let a = auth("s3cret");
-        assert_eq!(a.check(PEER, Some(&basic("alice", "s3cret"))), Verdict::Allowed);
-        assert_eq!(a.check(PEER, Some(&basic("alice", "wrong"))), Verdict::Denied);
-        assert_eq!(a.check(PEER, Some(&basic("bob", "s3cret"))), Verdict::Denied);
+        assert_eq!(
+            a.check(PEER, Some(&basic("alice", "s3cret"))),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            a.check(PEER, Some(&basic("alice", "wrong"))),
+            Verdict::Denied
+        );
+        assert_eq!(
+            a.check(PEER, Some(&basic("bob", "s3cret"))),
+            Verdict::Denied
+        );
         assert_eq!(a.check(PEER, None), Verdict::Denied);
         assert_eq!(a.check(PEER, Some(b"Bearer xyz")), Verdict::Denied);
         assert_eq!(a.check(PEER, Some(b"Basic !!!notbase64")), Verdict::Denied);
@@ -156,7 +178,10 @@ mod tests {
     #[test]
     fn password_may_contain_colons() {
         let a = auth("a:b:c");
-        assert_eq!(a.check(PEER, Some(&basic("alice", "a:b:c"))), Verdict::Allowed);
+        assert_eq!(
+            a.check(PEER, Some(&basic("alice", "a:b:c"))),
+            Verdict::Allowed
+        );
     }
 
     #[test]
@@ -168,7 +193,10 @@ mod tests {
 
         use argon2::PasswordHasher;
         let salt = argon2::password_hash::SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
-        let hash = argon2::Argon2::default().hash_password(b"pw", &salt).unwrap().to_string();
+        let hash = argon2::Argon2::default()
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
         let a = auth(&hash);
         assert_eq!(a.check(PEER, Some(&basic("alice", "pw"))), Verdict::Allowed);
         assert_eq!(a.check(PEER, Some(&basic("alice", "px"))), Verdict::Denied);
@@ -186,6 +214,9 @@ mod tests {
             Verdict::Throttled { .. }
         ));
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        assert_eq!(a.check(other, Some(&basic("alice", "pw"))), Verdict::Allowed);
+        assert_eq!(
+            a.check(other, Some(&basic("alice", "pw"))),
+            Verdict::Allowed
+        );
     }
 }

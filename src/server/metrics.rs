@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
+use crate::dav::DavStats;
+use crate::mediafire::ClientStats;
+
 /// Counters owned by the HTTP layer.
 #[derive(Default)]
 pub struct HttpMetrics {
@@ -36,7 +39,11 @@ impl HttpMetrics {
     }
 
     pub fn render(&self, out: &mut Exposition) {
-        out.family("mediafire_dav_http_requests_total", "counter", "WebDAV requests by method and status.");
+        out.family(
+            "mediafire_dav_http_requests_total",
+            "counter",
+            "WebDAV requests by method and status.",
+        );
         let mut rows: Vec<_> = self
             .requests
             .iter()
@@ -44,12 +51,101 @@ impl HttpMetrics {
             .collect();
         rows.sort();
         for ((method, status), n) in rows {
-            out.sample(&[("method", &method), ("status", &status.to_string())], n as f64);
+            out.sample(
+                &[("method", &method), ("status", &status.to_string())],
+                n as f64,
+            );
         }
-        out.counter("mediafire_dav_http_bytes_in_total", "Request body bytes received.", self.bytes_in.load(Ordering::Relaxed));
-        out.counter("mediafire_dav_http_bytes_out_total", "Response body bytes sent.", self.bytes_out.load(Ordering::Relaxed));
-        out.counter("mediafire_dav_auth_failures_total", "Requests refused for bad or missing credentials.", self.auth_failures.load(Ordering::Relaxed));
+        out.counter(
+            "mediafire_dav_http_bytes_in_total",
+            "Request body bytes received.",
+            self.bytes_in.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "mediafire_dav_http_bytes_out_total",
+            "Response body bytes sent.",
+            self.bytes_out.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "mediafire_dav_auth_failures_total",
+            "Requests refused for bad or missing credentials.",
+            self.auth_failures.load(Ordering::Relaxed),
+        );
     }
+}
+
+/// The WebDAV adapter's counters.
+pub fn render_dav(stats: &DavStats, out: &mut Exposition) {
+    out.counter(
+        "mediafire_dav_cache_hits_total",
+        "Folder lookups answered from the cache.",
+        stats.cache_hits,
+    );
+    out.counter(
+        "mediafire_dav_cache_misses_total",
+        "Folder listings fetched from MediaFire.",
+        stats.cache_misses,
+    );
+    out.gauge(
+        "mediafire_dav_uploads_in_flight",
+        "PUTs being spooled or uploaded now.",
+        stats.uploads_in_flight as f64,
+    );
+    out.counter(
+        "mediafire_dav_file_bytes_in_total",
+        "File bytes received by PUT.",
+        stats.bytes_in,
+    );
+    out.counter(
+        "mediafire_dav_file_bytes_out_total",
+        "File bytes sent by GET.",
+        stats.bytes_out,
+    );
+}
+
+/// The MediaFire client's counters.
+pub fn render_client(stats: &ClientStats, out: &mut Exposition) {
+    out.family(
+        "mediafire_api_calls_total",
+        "counter",
+        "MediaFire API calls by action and outcome.",
+    );
+    for call in &stats.api_calls {
+        out.sample(
+            &[("action", &call.action), ("outcome", &call.outcome)],
+            call.count as f64,
+        );
+    }
+    out.counter(
+        "mediafire_session_renewals_total",
+        "Session tokens renewed.",
+        stats.renewals,
+    );
+    out.counter(
+        "mediafire_session_logins_total",
+        "Session tokens bought with the cookie.",
+        stats.token_fetches,
+    );
+    out.counter(
+        "mediafire_action_tokens_total",
+        "Upload action tokens fetched.",
+        stats.action_tokens,
+    );
+    out.counter(
+        "mediafire_upload_bytes_total",
+        "Bytes uploaded to MediaFire.",
+        stats.bytes_up,
+    );
+    out.counter(
+        "mediafire_download_bytes_total",
+        "Bytes downloaded from MediaFire.",
+        stats.bytes_down,
+    );
+    out.counter(
+        "mediafire_link_refreshes_total",
+        "Direct links fetched again after a refusal.",
+        stats.link_refreshes,
+    );
 }
 
 /// Builds a text exposition (format 0.0.4): a `# HELP`/`# TYPE` header per
@@ -103,7 +199,9 @@ fn escape_help(s: &str) -> String {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -121,9 +219,17 @@ mod tests {
         out.family("x_total", "counter", "odd \"label\"");
         out.sample(&[("path", "a\"b\\c\nd")], 1.0);
         let text = out.finish();
-        assert!(text.contains("mediafire_dav_http_requests_total{method=\"PUT\",status=\"201\"} 2\n"), "{text}");
-        assert!(text.contains("mediafire_dav_http_requests_total{method=\"GET\",status=\"404\"} 1\n"));
-        assert!(text.contains("x_total{path=\"a\\\"b\\\\c\\nd\"} 1\n"), "{text}");
+        assert!(
+            text.contains("mediafire_dav_http_requests_total{method=\"PUT\",status=\"201\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mediafire_dav_http_requests_total{method=\"GET\",status=\"404\"} 1\n")
+        );
+        assert!(
+            text.contains("x_total{path=\"a\\\"b\\\\c\\nd\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE mediafire_dav_http_bytes_in_total counter\n"));
     }
 }

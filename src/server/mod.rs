@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, combinators::BoxBody};
+use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -33,7 +33,7 @@ use crate::mediafire::Client;
 /// How long in-flight requests may run on after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Body = BoxBody<Bytes, std::io::Error>;
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Everything a request needs, shared by all connections.
 pub struct App {
@@ -52,7 +52,8 @@ impl App {
         let path = req.uri().path().to_string();
         let response = self.route(peer, req).await;
         let status = response.status();
-        self.metrics.record_request(method.as_str(), status.as_u16());
+        self.metrics
+            .record_request(method.as_str(), status.as_u16());
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         // Paths are the client's own names; they are not secrets.
         if status.is_server_error() {
@@ -69,7 +70,10 @@ impl App {
             return text(StatusCode::OK, "ok\n");
         }
         if let Some(auth) = &self.auth {
-            let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            let header = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
             match auth.check(peer.ip(), header) {
                 Verdict::Allowed => {}
                 Verdict::Denied => {
@@ -80,7 +84,9 @@ impl App {
                     let mut resp = text(StatusCode::UNAUTHORIZED, "authentication required\n");
                     resp.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Basic realm=\"mediafire-dav\", charset=\"UTF-8\""),
+                        HeaderValue::from_static(
+                            "Basic realm=\"mediafire-dav\", charset=\"UTF-8\"",
+                        ),
                     );
                     return resp;
                 }
@@ -88,8 +94,10 @@ impl App {
                     self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
                     warn!(%peer, "too many failed logins; throttling this address");
                     let mut resp = text(StatusCode::TOO_MANY_REQUESTS, "too many failed logins\n");
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs() + 1));
+                    resp.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(retry_after.as_secs() + 1),
+                    );
                     return resp;
                 }
             }
@@ -124,7 +132,7 @@ impl App {
                 }
                 frame
             })
-            .boxed()
+            .boxed_unsync()
         })
     }
 
@@ -139,9 +147,9 @@ impl App {
     fn render_metrics(&self) -> String {
         let mut out = Exposition::default();
         self.metrics.render(&mut out);
-        self.dav.render_metrics(&mut out);
+        metrics::render_dav(&self.dav.stats(), &mut out);
         if let Some(client) = &self.client {
-            client.render_metrics(&mut out);
+            metrics::render_client(&client.stats(), &mut out);
         }
         out.finish()
     }
@@ -152,11 +160,13 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     let mut resp = Response::new(
         http_body_util::Full::new(Bytes::from(body))
             .map_err(|never: Infallible| match never {})
-            .boxed(),
+            .boxed_unsync(),
     );
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 

@@ -15,6 +15,7 @@ pub const USER: &str = "alice";
 pub const PASS: &str = "wonderland";
 
 /// A running server, backed by its own emulator.
+#[allow(dead_code)] // not every test module uses every field
 pub struct TestServer {
     pub url: String,
     pub addr: SocketAddr,
@@ -69,7 +70,9 @@ impl TestServer {
         args.burst.get_or_insert(1000);
         let settings = Settings::resolve(&args).expect("valid settings");
         let built = app::build(settings).await.expect("app builds");
-        let listener = tokio::net::TcpListener::bind(built.settings.listen).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(built.settings.listen)
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let app = built.app.clone();
@@ -127,11 +130,15 @@ impl TestServer {
 
     /// The emulator's count of calls to one API action.
     pub fn api_calls(&self, action: &str) -> u64 {
-        self.emulator.stats()["api_calls"][action].as_u64().unwrap_or(0)
+        self.emulator.stats()["api_calls"][action]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub fn total_api_calls(&self) -> u64 {
-        self.emulator.stats()["total_api_calls"].as_u64().unwrap_or(0)
+        self.emulator.stats()["total_api_calls"]
+            .as_u64()
+            .unwrap_or(0)
     }
 }
 
@@ -162,10 +169,20 @@ pub fn hrefs(body: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = body;
     while let Some(start) = rest.find("href>") {
+        // `<D:href>` opens, `</D:href>` closes: look back to the `<`.
+        let tag_start = rest[..start].rfind('<').unwrap_or(0);
+        let closing = rest[tag_start..].starts_with("</");
         rest = &rest[start + 5..];
+        if closing {
+            continue;
+        }
         let Some(end) = rest.find("</") else { break };
         let raw = &rest[..end];
-        out.push(percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned());
+        out.push(
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
         rest = &rest[end..];
     }
     out

@@ -53,7 +53,11 @@ struct Rclone {
 impl Rclone {
     async fn new(server: &TestServer) -> Rclone {
         let bin = require_tool("rclone");
-        let out = Command::new(&bin).args(["obscure", PASS]).output().await.unwrap();
+        let out = Command::new(&bin)
+            .args(["obscure", PASS])
+            .output()
+            .await
+            .unwrap();
         assert!(out.status.success(), "{}", show(&out));
         Rclone {
             bin,
@@ -66,7 +70,14 @@ impl Rclone {
     async fn run(&self, args: &[&str]) -> Output {
         Command::new(&self.bin)
             .args(args)
-            .args(["--retries", "1", "--low-level-retries", "2", "--contimeout", "10s"])
+            .args([
+                "--retries",
+                "1",
+                "--low-level-retries",
+                "2",
+                "--contimeout",
+                "10s",
+            ])
             .env("RCLONE_CONFIG", self.config_dir.path().join("rclone.conf"))
             .env("RCLONE_CONFIG_T_TYPE", "webdav")
             .env("RCLONE_CONFIG_T_URL", &self.url)
@@ -102,7 +113,9 @@ const AWKWARD: [&str; 8] = [
 fn make_tree(root: &Path, big_mib: usize) -> usize {
     let mut count = 0;
     for d in 0..10 {
-        let dir = root.join(format!("dir {d}")).join(format!("sub #{}", d % 3));
+        let dir = root
+            .join(format!("dir {d}"))
+            .join(format!("sub #{}", d % 3));
         std::fs::create_dir_all(&dir).unwrap();
         for f in 0..20 {
             let body = format!("file {d}/{f}\n").repeat(1 + (d * 20 + f) % 50);
@@ -117,7 +130,9 @@ fn make_tree(root: &Path, big_mib: usize) -> usize {
         count += 1;
     }
     std::fs::write(root.join("empty.txt"), b"").unwrap();
-    let big: Vec<u8> = (0..big_mib * 1024 * 1024).map(|i| ((i * 7 + i / 4093) % 256) as u8).collect();
+    let big: Vec<u8> = (0..big_mib * 1024 * 1024)
+        .map(|i| ((i * 7 + i / 4093) % 256) as u8)
+        .collect();
     std::fs::write(root.join("big.bin"), big).unwrap();
     count + 2
 }
@@ -129,17 +144,47 @@ async fn round_trip(server: &TestServer) {
     assert!(files >= 200);
     let local = src.path().to_str().unwrap();
 
-    rclone.ok(&["copy", local, "t:tree", "--transfers", "4"]).await;
+    rclone
+        .ok(&["copy", local, "t:tree", "--transfers", "4"])
+        .await;
     rclone.ok(&["check", local, "t:tree", "--download"]).await;
 
     // Rename, move and delete through rclone, and mirror it locally.
-    rclone.ok(&["moveto", "t:tree/dir 0/sub #0/f00.txt", "t:tree/dir 0/sub #0/renamed.txt"]).await;
-    std::fs::rename(src.path().join("dir 0/sub #0/f00.txt"), src.path().join("dir 0/sub #0/renamed.txt")).unwrap();
-    rclone.ok(&["moveto", "t:tree/odd names & more/hash#tag.txt", "t:tree/dir 1/hash#tag.txt"]).await;
-    std::fs::rename(src.path().join("odd names & more/hash#tag.txt"), src.path().join("dir 1/hash#tag.txt")).unwrap();
-    rclone.ok(&["moveto", "t:tree/dir 2", "t:tree/dir 9/dir 2 moved"]).await;
-    std::fs::rename(src.path().join("dir 2"), src.path().join("dir 9/dir 2 moved")).unwrap();
-    rclone.ok(&["deletefile", "t:tree/dir 3/sub #0/f05.txt"]).await;
+    rclone
+        .ok(&[
+            "moveto",
+            "t:tree/dir 0/sub #0/f00.txt",
+            "t:tree/dir 0/sub #0/renamed.txt",
+        ])
+        .await;
+    std::fs::rename(
+        src.path().join("dir 0/sub #0/f00.txt"),
+        src.path().join("dir 0/sub #0/renamed.txt"),
+    )
+    .unwrap();
+    rclone
+        .ok(&[
+            "moveto",
+            "t:tree/odd names & more/hash#tag.txt",
+            "t:tree/dir 1/hash#tag.txt",
+        ])
+        .await;
+    std::fs::rename(
+        src.path().join("odd names & more/hash#tag.txt"),
+        src.path().join("dir 1/hash#tag.txt"),
+    )
+    .unwrap();
+    rclone
+        .ok(&["moveto", "t:tree/dir 2", "t:tree/dir 9/dir 2 moved"])
+        .await;
+    std::fs::rename(
+        src.path().join("dir 2"),
+        src.path().join("dir 9/dir 2 moved"),
+    )
+    .unwrap();
+    rclone
+        .ok(&["deletefile", "t:tree/dir 3/sub #0/f05.txt"])
+        .await;
     std::fs::remove_file(src.path().join("dir 3/sub #0/f05.txt")).unwrap();
     rclone.ok(&["purge", "t:tree/dir 4"]).await;
     std::fs::remove_dir_all(src.path().join("dir 4")).unwrap();
@@ -155,10 +200,21 @@ async fn rclone_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rclone_round_trip_with_five_second_tokens() {
-    let emulator = EmulatorConfig { token_ttl: 5, ..EmulatorConfig::default() };
-    let server = TestServer::start_with(Options { emulator: Some(emulator), ..Options::default() }).await;
+    let emulator = EmulatorConfig {
+        token_ttl: 5,
+        ..EmulatorConfig::default()
+    };
+    let server = TestServer::start_with(Options {
+        emulator: Some(emulator),
+        ..Options::default()
+    })
+    .await;
     round_trip(&server).await;
     let renewals = server.api_calls("user/renew_session_token")
         + server.api_calls("application/get_session_token");
-    assert!(renewals >= 2, "tokens must have been renewed: {}", server.emulator.stats());
+    assert!(
+        renewals >= 2,
+        "tokens must have been renewed: {}",
+        server.emulator.stats()
+    );
 }
