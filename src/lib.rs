@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: wires the layers together for `serve` (and for tests).
+//! - [`cli`]: the `check` and `healthcheck` subcommands.
 //! - [`config`]: settings from a TOML file, the environment and flags.
 //! - [`server`]: the hyper service in front of everything: Basic auth,
 //!   `/healthz`, `/metrics`, one log line per request, graceful shutdown.
@@ -14,8 +16,12 @@
 //! - [`emulator`]: a MediaFire API emulator served over real HTTP, used by
 //!   the tests and by `serve --demo`. Shares no code with [`mediafire`].
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod dav;
 pub mod emulator;
 pub mod error;
 pub mod mediafire;
 pub mod remote;
+pub mod server;

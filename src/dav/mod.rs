@@ -1,1 +1,301 @@
-//! The WebDAV adapter (placeholder).
+//! The WebDAV adapter: dav-server's `DavFileSystem` over a
+//! [`Remote`](crate::remote::Remote), and [`MfDav::handle`], which serves one
+//! request.
+//!
+//! `handle` does what dav-server cannot do from inside a filesystem:
+//! - refuses every mutating method with 403 when `read_only` (dav-server's
+//!   own method filter would answer 405, which clients read as "try later");
+//! - gives a PROPFIND without `Depth` the `Depth: 1` meaning (dav-server
+//!   0.11 would list the children only, and nothing on a file);
+//! - lists the folder of a Depth-1 PROPFIND *before* dav-server starts its
+//!   207, because dav-server swallows `read_dir` errors and would report an
+//!   empty folder (the cache makes the second listing free);
+//! - turns the 500 dav-server makes of `FsError::GeneralFailure` into the
+//!   502/503 the error kind asks for (see `error.rs`).
+//!
+//! Not here: authentication, `/healthz` and metrics (the server does them),
+//! and any knowledge of MediaFire's URLs or tokens (the `Remote` hides them).
+//! Partial updates (PATCH, PUT with Content-Range) are refused: MediaFire
+//! has no way to change part of a file.
+
+mod cache;
+mod error;
+mod file;
+mod fs;
+#[doc(hidden)]
+pub mod memory;
+mod meta;
+mod overlay;
+mod props;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use dav_server::body::Body;
+use dav_server::davpath::DavPath;
+use dav_server::memls::MemLs;
+use dav_server::{DavHandler, DavMethod, DavMethodSet};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use tracing::{debug, warn};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::remote::Remote;
+
+use self::cache::Node;
+use self::error::{Failure, status_for};
+use self::fs::{Found, MfFs, Prefetch, Shared, rel_str};
+
+/// Settings of the WebDAV adapter.
+#[derive(Clone, Debug)]
+pub struct DavConfig {
+    /// Where dead properties and the overlay are persisted (JSON, atomic
+    /// writes). Default: `./state`.
+    pub state_dir: PathBuf,
+    /// Where PUT bodies are spooled. Default: the system temp directory.
+    pub spool_dir: PathBuf,
+    /// How long a folder listing is trusted before revalidation. Default 30 s.
+    pub cache_ttl: Duration,
+    /// Refuse every mutating method with 403. Default false.
+    pub read_only: bool,
+    /// Keep Finder's `._*` and `.DS_Store` files locally instead of
+    /// uploading them. Default true.
+    pub local_apple_files: bool,
+    /// URL prefix the server is mounted under (`""` = the root).
+    pub prefix: String,
+}
+
+impl Default for DavConfig {
+    fn default() -> Self {
+        DavConfig {
+            state_dir: PathBuf::from("state"),
+            spool_dir: std::env::temp_dir(),
+            cache_ttl: Duration::from_secs(30),
+            read_only: false,
+            local_apple_files: true,
+            prefix: String::new(),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DavStats {
+    /// Folder lookups answered from the cache (fresh or revalidated).
+    pub cache_hits: u64,
+    /// Folder listings fetched from the remote.
+    pub cache_misses: u64,
+    pub uploads_in_flight: u64,
+    /// Request body bytes received by PUT.
+    pub bytes_in: u64,
+    /// File bytes sent by GET.
+    pub bytes_out: u64,
+}
+
+/// The WebDAV service over one remote. Cheap to clone.
+#[derive(Clone)]
+pub struct MfDav {
+    shared: Arc<Shared>,
+    handler: DavHandler,
+}
+
+/// Methods that change something; refused with 403 when read-only.
+fn is_mutating(method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "PUT" | "PATCH" | "DELETE" | "MKCOL" | "COPY" | "MOVE" | "PROPPATCH" | "LOCK" | "UNLOCK"
+    )
+}
+
+/// NFC form of a name or path segment.
+pub(crate) fn nfc(s: &str) -> String {
+    s.nfc().collect()
+}
+
+fn plain(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Body::from(format!("{status}\n")));
+    *resp.status_mut() = status;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    resp
+}
+
+impl MfDav {
+    pub fn new(remote: Arc<dyn Remote>, mut config: DavConfig) -> anyhow::Result<MfDav> {
+        debug!(?config, "dav: starting adapter");
+        config.prefix = config.prefix.trim_end_matches('/').to_string();
+        let prefix = config.prefix.clone();
+        let shared = Arc::new(Shared::new(remote, config)?);
+        let mut methods = DavMethodSet::all();
+        methods.remove(DavMethod::Patch);
+        let handler = DavHandler::builder()
+            .strip_prefix(prefix)
+            .locksystem(MemLs::new())
+            .methods(methods)
+            .autoindex(true)
+            .build_handler();
+        Ok(MfDav { shared, handler })
+    }
+
+    /// Serve one WebDAV request (auth, /healthz and metrics are done by the caller).
+    pub async fn handle<B>(&self, req: http::Request<B>) -> http::Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let mut req = req;
+        if self.shared.config.read_only && is_mutating(req.method()) {
+            debug!(method = %req.method(), "dav: refused, read-only");
+            return plain(StatusCode::FORBIDDEN);
+        }
+        if req.method().as_str() == "PROPFIND"
+            && let Some(resp) = self.before_propfind(&mut req).await
+        {
+            return resp;
+        }
+        let prefetch = Prefetch::default();
+        if req.method() == Method::GET
+            && let Some(resp) = self.before_get(&req, &prefetch).await
+        {
+            return resp;
+        }
+        let failure = Failure::default();
+        let fs = MfFs {
+            shared: self.shared.clone(),
+            failure: failure.clone(),
+            prefetch,
+        };
+        let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
+        let mut resp = self.handler.handle_with(config, req).await;
+        if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
+            && let Some(status) = failure.get()
+        {
+            *resp.status_mut() = status;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+        }
+        resp
+    }
+
+    /// Applies the Depth default and pre-lists the folder; `Some` is the
+    /// answer when the listing failed.
+    async fn before_propfind<B>(&self, req: &mut Request<B>) -> Option<Response<Body>> {
+        let depth = match req.headers().get("depth") {
+            Some(v) => v.to_str().unwrap_or("").trim().to_ascii_lowercase(),
+            None => {
+                req.headers_mut()
+                    .insert("depth", HeaderValue::from_static("1"));
+                "1".to_string()
+            }
+        };
+        if depth != "1" {
+            return None;
+        }
+        let rel = self.rel_of(req)?;
+        self.prelist_answer(&rel).await
+    }
+
+    /// Lists the folder at `rel`; `Some` is the error answer when that fails.
+    async fn prelist_answer(&self, rel: &str) -> Option<Response<Body>> {
+        match self.shared.prelist(rel).await {
+            Ok(()) => None,
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => None,
+            Err(e) => Some(self.failed(rel, &e)),
+        }
+    }
+
+    /// The answer for a remote failure met before dav-server ran.
+    fn failed(&self, rel: &str, e: &crate::error::Error) -> Response<Body> {
+        warn!(path = %rel, error = %e, "dav: remote failure before the request could be served");
+        plain(status_for(e.kind()))
+    }
+
+    /// Opens the download of a GET before dav-server commits to a 200, so
+    /// that a MediaFire failure is a 502/503; `Some` is that answer.
+    /// Conditional GETs are left lazy: they may not need the body at all.
+    async fn before_get<B>(&self, req: &Request<B>, prefetch: &Prefetch) -> Option<Response<Body>> {
+        const CONDITIONAL: [&str; 5] = [
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+            "if-range",
+        ];
+        if CONDITIONAL.iter().any(|h| req.headers().contains_key(*h)) {
+            return None;
+        }
+        let rel = self.rel_of(req)?;
+        let f = match self.shared.find(&rel).await {
+            Ok(Some(Found::Remote(Node::File(f)))) => f,
+            Ok(Some(Found::Root | Found::Remote(Node::Folder(_)))) => {
+                // The HTML index: same trap as PROPFIND, a swallowed listing error.
+                return self.prelist_answer(&rel).await;
+            }
+            Ok(_) => return None,
+            Err(e) => return Some(self.failed(&rel, &e)),
+        };
+        let offset = req
+            .headers()
+            .get(http::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Some(0), |r| range_start(r, f.size))?;
+        if offset >= f.size {
+            return None;
+        }
+        match self.shared.remote.download(&f.quickkey, offset, None).await {
+            Ok(dl) => {
+                prefetch.put(&f.quickkey, offset, dl.body);
+                None
+            }
+            Err(e) => {
+                if e.kind() == crate::error::ErrorKind::NotFound {
+                    // Gone upstream since we listed it: the listing is stale.
+                    self.shared.cache.forget(cache::split(&rel).0);
+                }
+                Some(self.failed(&rel, &e))
+            }
+        }
+    }
+
+    /// The relative NFC path a request names, `None` when it is outside the
+    /// prefix or not UTF-8 (dav-server answers those itself).
+    fn rel_of<B>(&self, req: &Request<B>) -> Option<String> {
+        let mut path = DavPath::new(req.uri().path()).ok()?;
+        path.set_prefix(&self.shared.config.prefix).ok()?;
+        Some(rel_str(std::str::from_utf8(path.as_bytes()).ok()?))
+    }
+
+    /// Cache hits/misses, uploads in flight, bytes in/out.
+    pub fn stats(&self) -> DavStats {
+        let c = &self.shared.counters;
+        DavStats {
+            cache_hits: self.shared.cache.hits.load(Ordering::Relaxed),
+            cache_misses: self.shared.cache.misses.load(Ordering::Relaxed),
+            uploads_in_flight: c.uploads_in_flight.load(Ordering::Relaxed).max(0) as u64,
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where the first range of a `Range: bytes=...` header starts; `None`
+/// when the header is not one we understand (then nothing is prefetched).
+fn range_start(header: &str, size: u64) -> Option<u64> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    let first = spec.split(',').next()?.trim();
+    let (start, end) = first.split_once('-')?;
+    if start.is_empty() {
+        let suffix: u64 = end.trim().parse().ok()?;
+        Some(size.saturating_sub(suffix))
+    } else {
+        start.trim().parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;

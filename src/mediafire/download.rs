@@ -222,7 +222,7 @@ pub fn pick_direct_link(
             .with_context("quickkey", quickkey));
     }
     match &entry.direct_download {
-        Some(url) => Ok(force_https_on_mediafire(url)),
+        Some(url) => Ok(upgrade_mediafire_link(url)),
         None => Err(
             Error::new(ErrorKind::Forbidden, "no direct download link offered")
                 .with_action("file/get_links")
@@ -231,20 +231,19 @@ pub fn pick_direct_link(
     }
 }
 
-/// Old replies give `http:` links; MediaFire's own hosts serve them over
-/// HTTPS (the Python SDK forces it too). Other hosts (the emulator) are left
-/// alone.
-fn force_https_on_mediafire(link: &str) -> String {
-    match url::Url::parse(link) {
-        Ok(mut u)
+/// Old responses hand out `http://` links to MediaFire's download hosts;
+/// fetch those over HTTPS. Links to any other host (the emulator on loopback)
+/// are used as given.
+fn upgrade_mediafire_link(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u)
             if u.scheme() == "http"
                 && u.host_str()
                     .is_some_and(|h| h == "mediafire.com" || h.ends_with(".mediafire.com")) =>
         {
-            let _ = u.set_scheme("https");
-            u.to_string()
+            url.replacen("http://", "https://", 1)
         }
-        _ => link.to_string(),
+        _ => url.to_string(),
     }
 }
 
@@ -345,19 +344,23 @@ fn limit_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mediafire::types::LinkEntry;
 
     #[test]
-    fn only_mediafire_links_are_upgraded() {
+    fn only_mediafire_links_are_upgraded_to_https() {
         assert_eq!(
-            force_https_on_mediafire("http://download1507.mediafire.com/t/q/a+b.7z"),
-            "https://download1507.mediafire.com/t/q/a+b.7z"
+            upgrade_mediafire_link("http://download1507.mediafire.com/t/qk/a.7z"),
+            "https://download1507.mediafire.com/t/qk/a.7z"
         );
         assert_eq!(
-            force_https_on_mediafire("http://127.0.0.1:9/dl/t/q/n"),
-            "http://127.0.0.1:9/dl/t/q/n"
+            upgrade_mediafire_link("http://127.0.0.1:9100/dl/t/qk/a.md"),
+            "http://127.0.0.1:9100/dl/t/qk/a.md"
+        );
+        assert_eq!(
+            upgrade_mediafire_link("http://evilmediafire.com/x"),
+            "http://evilmediafire.com/x"
         );
     }
+    use crate::mediafire::types::LinkEntry;
 
     #[test]
     fn content_range_forms() {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the real WebDAV clients the test suite uses as oracles (litmus,
+# rclone, cadaver) from Debian's packages. Safe to run again: it installs only
+# what is missing. Needs root (or sudo) the first time.
+set -euo pipefail
+
+need=()
+command -v litmus >/dev/null 2>&1 || [ -x /usr/bin/litmus ] || need+=(litmus)
+command -v rclone >/dev/null 2>&1 || need+=(rclone)
+command -v cadaver >/dev/null 2>&1 || need+=(cadaver)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "installing test tools: ${need[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,212 @@
+//! Dead properties (RFC 4918 §4): what PROPPATCH stores and PROPFIND returns
+//! for names the server does not compute itself. MediaFire cannot hold them,
+//! so they live in `state_dir/props.json`, keyed by path, written atomically
+//! (temp file + rename) after every change. They follow MOVE and COPY and are
+//! dropped with DELETE; `fs.rs` calls the matching method here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use dav_server::fs::DavProp;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::error::{Error, ErrorKind, Result};
+
+use super::cache::{is_within, rebase};
+
+/// One stored property, as dav-server hands it to `patch_props`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct StoredProp {
+    name: String,
+    prefix: Option<String>,
+    namespace: Option<String>,
+    /// The property element as XML text (dav-server produces UTF-8).
+    xml: Option<String>,
+}
+
+impl StoredProp {
+    fn from_dav(p: &DavProp) -> StoredProp {
+        StoredProp {
+            name: p.name.clone(),
+            prefix: p.prefix.clone(),
+            namespace: p.namespace.clone(),
+            xml: p
+                .xml
+                .as_ref()
+                .map(|x| String::from_utf8_lossy(x).into_owned()),
+        }
+    }
+
+    fn to_dav(&self, with_content: bool) -> DavProp {
+        DavProp {
+            name: self.name.clone(),
+            prefix: self.prefix.clone(),
+            namespace: self.namespace.clone(),
+            xml: if with_content {
+                self.xml.as_ref().map(|x| x.clone().into_bytes())
+            } else {
+                None
+            },
+        }
+    }
+}
+
+type PropMap = BTreeMap<String, BTreeMap<String, StoredProp>>;
+
+/// The key of a property inside one resource: namespace + local name.
+fn prop_key(namespace: &Option<String>, name: &str) -> String {
+    format!("{{{}}}{}", namespace.as_deref().unwrap_or(""), name)
+}
+
+pub(crate) struct Props {
+    file: PathBuf,
+    map: Mutex<PropMap>,
+}
+
+/// Writes `value` as JSON to `path` atomically: a temp file in the same
+/// directory, fsynced, then renamed over the old one.
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let json = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::new(ErrorKind::Local, "serialising state").with_source(e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, &json)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| Error::from(e.error).with_context("path", path.display()))?;
+    Ok(())
+}
+
+/// Reads JSON state, or the default when the file does not exist yet.
+pub(crate) fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(ErrorKind::Local, "state file is not valid JSON")
+                .with_context("path", path.display())
+                .with_source(e)
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(Error::from(e).with_context("path", path.display())),
+    }
+}
+
+impl Props {
+    pub(crate) fn open(state_dir: &Path) -> Result<Props> {
+        let file = state_dir.join("props.json");
+        let map = read_json(&file)?;
+        Ok(Props {
+            file,
+            map: Mutex::new(map),
+        })
+    }
+
+    fn save(&self, map: &PropMap) {
+        if let Err(e) = write_json_atomic(&self.file, map) {
+            warn!(error = %e, "props: saving dead properties failed");
+        }
+    }
+
+    /// Applies a PROPPATCH; every instruction succeeds (removing an absent
+    /// property is not an error, RFC 4918 §14.23).
+    pub(crate) fn patch(&self, path: &str, patch: Vec<(bool, DavProp)>) -> Vec<DavProp> {
+        let mut map = self.map.lock().unwrap();
+        let mut done = Vec::with_capacity(patch.len());
+        let entry = map.entry(path.to_string()).or_default();
+        for (set, p) in patch {
+            let key = prop_key(&p.namespace, &p.name);
+            if set {
+                entry.insert(key, StoredProp::from_dav(&p));
+            } else {
+                entry.remove(&key);
+            }
+            done.push(StoredProp::from_dav(&p).to_dav(false));
+        }
+        if entry.is_empty() {
+            map.remove(path);
+        }
+        self.save(&map);
+        done
+    }
+
+    pub(crate) fn list(&self, path: &str, with_content: bool) -> Vec<DavProp> {
+        let map = self.map.lock().unwrap();
+        map.get(path)
+            .map(|m| m.values().map(|p| p.to_dav(with_content)).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn get(&self, path: &str, prop: &DavProp) -> Option<Vec<u8>> {
+        let map = self.map.lock().unwrap();
+        let p = map.get(path)?.get(&prop_key(&prop.namespace, &prop.name))?;
+        p.xml.as_ref().map(|x| x.clone().into_bytes())
+    }
+
+    /// Moves the properties of `from` and everything below it to `to`.
+    pub(crate) fn rename(&self, from: &str, to: &str) {
+        let mut map = self.map.lock().unwrap();
+        let moved: Vec<String> = map.keys().filter(|k| is_within(k, from)).cloned().collect();
+        if moved.is_empty() {
+            return;
+        }
+        map.retain(|k, _| !is_within(k, to));
+        for old in moved {
+            if let Some(v) = map.remove(&old) {
+                map.insert(rebase(&old, from, to), v);
+            }
+        }
+        self.save(&map);
+    }
+
+    /// Copies the properties of the single resource `from` to `to`.
+    pub(crate) fn copy(&self, from: &str, to: &str) {
+        let mut map = self.map.lock().unwrap();
+        let src = map.get(from).cloned();
+        let changed = match src {
+            Some(v) => {
+                map.insert(to.to_string(), v);
+                true
+            }
+            None => map.remove(to).is_some(),
+        };
+        if changed {
+            self.save(&map);
+        }
+    }
+
+    /// Drops the properties of `path` and everything below it.
+    pub(crate) fn remove(&self, path: &str) {
+        let mut map = self.map.lock().unwrap();
+        let before = map.len();
+        map.retain(|k, _| !is_within(k, path));
+        if map.len() != before {
+            self.save(&map);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prop(name: &str, value: &str) -> DavProp {
+        DavProp::new(name.into(), "Z".into(), "urn:z".into(), value.into())
+    }
+
+    #[test]
+    fn props_survive_reopen_and_follow_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let props = Props::open(dir.path()).unwrap();
+        props.patch("a/f", vec![(true, prop("color", "red"))]);
+        props.rename("a", "b");
+        drop(props);
+
+        let props = Props::open(dir.path()).unwrap();
+        assert!(props.list("a/f", true).is_empty());
+        let got = props.get("b/f", &prop("color", "")).unwrap();
+        assert!(String::from_utf8(got).unwrap().contains("red"));
+        props.remove("b");
+        assert!(props.list("b/f", false).is_empty());
+    }
+}
