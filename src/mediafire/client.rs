@@ -25,7 +25,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::mediafire::codes;
 use crate::mediafire::download::CachedLink;
 use crate::mediafire::envelope;
-use crate::mediafire::limiter::Limiter;
+use crate::mediafire::limiter::{Class, Limiter};
 use crate::mediafire::retry::{Idempotency, RetryPolicy};
 use crate::mediafire::session::{self, Session, TokenKind};
 use crate::mediafire::stats::{ClientStats, Stats};
@@ -192,6 +192,8 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(Duration::from_secs(20).min(config.request_timeout))
+            // A stalled download host must not hang a reader forever.
+            .read_timeout(config.request_timeout)
             .build()
             .map_err(|e| Error::new(ErrorKind::Local, "building the HTTP client").with_source(e))?;
 
@@ -288,9 +290,9 @@ impl Client {
         payload: Payload,
     ) -> Result<T> {
         let url = format!("{}/api/1.5/{action}.php", self.inner.api_base);
-        let upload_bytes = match &payload {
-            Payload::Data { body, .. } => body.len() as u64,
-            Payload::Form(_) => 0,
+        let (upload_bytes, class) = match &payload {
+            Payload::Data { body, .. } => (body.len() as u64, Class::Transfer),
+            Payload::Form(_) => (0, Class::Call),
         };
         let mut req = match payload {
             Payload::Form(mut params) => {
@@ -324,7 +326,7 @@ impl Client {
         };
         req = self.browser_headers(req, APP_ORIGIN, APP_REFERER);
 
-        let permit = self.inner.limiter.acquire().await;
+        let permit = self.inner.limiter.acquire(class).await;
         let result = self.exchange(action, req).await;
         drop(permit);
 
@@ -433,7 +435,7 @@ impl Client {
                             .unwrap_or_else(|| cookie.to_string()),
                     )
                     .timeout(self.inner.config.request_timeout);
-                let permit = self.inner.limiter.acquire().await;
+                let permit = self.inner.limiter.acquire(Class::Call).await;
                 let reply = self.exchange(ACTION, req).await;
                 drop(permit);
                 let result = reply.and_then(|(status, body)| token_reply(status, &body));
@@ -742,21 +744,26 @@ impl Client {
     }
 
     /// Waits (bounded) until `device/get_status` says no async job runs, after
-    /// a mutation answered `asynchronous:"yes"` (spec §2.4).
-    pub(crate) async fn wait_for_async_jobs(&self, action: &'static str) -> Result<()> {
+    /// a mutation answered `asynchronous:"yes"` (spec §2.4). The mutation was
+    /// accepted either way, so a failure here is logged, never returned.
+    pub(crate) async fn wait_for_async_jobs(&self, action: &'static str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut delay = Duration::from_millis(250);
+        let mut delay = self.config().retry_base_delay.max(Duration::from_millis(1));
         loop {
-            let status = self.device_get_status().await?;
-            if !status.async_jobs_in_progress {
-                return Ok(());
+            match self.device_get_status().await {
+                Ok(s) if !s.async_jobs_in_progress => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(action, error = %e, "cannot tell whether the asynchronous job finished");
+                    return;
+                }
             }
             if tokio::time::Instant::now() + delay > deadline {
                 tracing::warn!(
                     action,
                     "asynchronous job still running after 60 s, continuing"
                 );
-                return Ok(());
+                return;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(4));

@@ -61,7 +61,7 @@ impl Client {
     async fn settle(&self, action: &'static str, r: &MutationResponse) -> Result<()> {
         if r.asynchronous {
             debug!(action, "mutation runs asynchronously, waiting for it");
-            self.wait_for_async_jobs(action).await?;
+            self.wait_for_async_jobs(action).await;
         }
         Ok(())
     }
@@ -252,7 +252,7 @@ impl Remote for Client {
         })
         .filter(|k| !k.is_empty());
         if r.asynchronous {
-            self.wait_for_async_jobs("file/copy").await?;
+            self.wait_for_async_jobs("file/copy").await;
         }
         key.ok_or_else(|| {
             let e = Error::new(ErrorKind::Permanent, "file/copy returned no new quickkey")

@@ -487,10 +487,7 @@ pub fn merge_cookie(cookie: &str, set_cookie: &str) -> String {
     }
     let removed = value.is_empty()
         || value.eq_ignore_ascii_case("deleted")
-        || parts.any(|a| {
-            let a = a.trim().to_ascii_lowercase();
-            a == "max-age=0" || a.starts_with("max-age=-")
-        });
+        || parts.any(|a| is_expiry_attribute(a.trim()));
 
     let mut pairs: Vec<(String, String)> = cookie
         .split(';')
@@ -513,6 +510,25 @@ pub fn merge_cookie(cookie: &str, set_cookie: &str) -> String {
         .map(|(n, v)| format!("{n}={v}"))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `Max-Age=0` (or negative), or an `Expires` date in the past: the server
+/// deletes the cookie.
+fn is_expiry_attribute(attr: &str) -> bool {
+    let Some((name, value)) = attr.split_once('=') else {
+        return false;
+    };
+    let value = value.trim();
+    if name.trim().eq_ignore_ascii_case("max-age") {
+        return value.parse::<i64>().is_ok_and(|n| n <= 0);
+    }
+    if name.trim().eq_ignore_ascii_case("expires") {
+        // RFC 1123 dates, also in the old dashed form "01-Jan-1970".
+        let date = value.replace('-', " ");
+        return chrono::DateTime::parse_from_rfc2822(&date)
+            .is_ok_and(|d| d.timestamp() <= chrono::Utc::now().timestamp());
+    }
+    false
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -586,6 +602,12 @@ mod tests {
         );
         assert_eq!(merge_cookie(c, "user=; Max-Age=0"), "ukey=a; skey=b");
         assert_eq!(merge_cookie(c, "user=x; max-age=0"), "ukey=a; skey=b");
+        let past = "user=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/";
+        assert_eq!(merge_cookie(c, past), "ukey=a; skey=b");
+        let dashed = "user=x; expires=Thu, 01-Jan-1970 00:00:01 GMT";
+        assert_eq!(merge_cookie(c, dashed), "ukey=a; skey=b");
+        let future = "user=y; Expires=Fri, 01 Jan 2100 00:00:00 GMT";
+        assert_eq!(merge_cookie(c, future), "ukey=a; skey=b; user=y");
         assert_eq!(merge_cookie(c, "garbage"), c);
     }
 
