@@ -1358,3 +1358,58 @@ async fn upload_action_token_is_cached_and_replaced_after_105() {
     assert_eq!(fake.count("upload/check"), 4);
     assert_eq!(c.stats().action_tokens, 2);
 }
+
+#[tokio::test]
+async fn retry_after_pauses_all_calls() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let fake = Fake::start(move |req| {
+        basics(req).unwrap_or_else(|| {
+            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                return raw(429, "<html>slow down</html>").with_header("retry-after", "1");
+            }
+            ok(
+                req,
+                json!({"device_revision": "4", "async_jobs_in_progress": "no"}),
+            )
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&fake, dir.path()).await;
+    c.login().await.unwrap();
+    let start = Instant::now();
+    assert_eq!(c.device_status().await.unwrap().revision, 4);
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn bad_names_never_reach_mediafire() {
+    let fake = Fake::start(|req| basics(req).unwrap_or_else(|| raw(500, ""))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&fake, dir.path()).await;
+    assert_eq!(
+        c.create_folder("", "a/b").await.unwrap_err().kind(),
+        ErrorKind::InvalidName
+    );
+    assert_eq!(
+        c.rename_file("q", "").await.unwrap_err().kind(),
+        ErrorKind::InvalidName
+    );
+    let req = UploadRequest {
+        folder_key: "".into(),
+        name: "x\ny".into(),
+        source: spool(dir.path(), b"data"),
+        replace: None,
+        mtime: None,
+    };
+    assert_eq!(
+        c.upload(req).await.unwrap_err().kind(),
+        ErrorKind::InvalidName
+    );
+    assert_eq!(fake.total(), 0);
+}

@@ -373,8 +373,20 @@ impl Client {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if !cookies.is_empty() {
-            self.inner.session.merge_set_cookies(cookies.into_iter())?;
+        if !cookies.is_empty()
+            && let Err(e) = self.inner.session.merge_set_cookies(cookies.into_iter())
+        {
+            // The rotated cookie is in memory; only the restart copy is stale.
+            tracing::warn!(error = %e, "could not save the rotated cookie");
+        }
+        if matches!(status, 429 | 503)
+            && let Some(secs) = retry_after(resp.headers())
+        {
+            debug!(
+                action,
+                secs, "server asked to retry later, pausing all calls"
+            );
+            self.inner.limiter.pause(Duration::from_secs(secs));
         }
         let body = resp.bytes().await.map_err(|e| transport_error(action, e))?;
         Ok((status, body))
@@ -798,6 +810,12 @@ fn token_reply(status: u16, body: &[u8]) -> Result<SessionTokenResponse> {
             Err(refused.with_source(e))
         }
     }
+}
+
+/// A `Retry-After` in seconds (capped at two minutes); dates are ignored.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(|s| s.min(120))
 }
 
 /// A transport failure: always transient; the URL (which may carry a token)

@@ -101,6 +101,30 @@ fn created(utc: Option<&str>, key: &str) -> SystemTime {
     }
 }
 
+/// Longest name MediaFire is assumed to take (spec §6.1).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Refuses names MediaFire cannot store before any call: empty, `.`/`..`,
+/// a slash or backslash, a control character, or longer than
+/// [`MAX_NAME_LEN`] characters. The rest is MediaFire's call (118/185).
+pub fn check_name(action: &'static str, name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+        || name.chars().count() > MAX_NAME_LEN;
+    if bad {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            "name is empty, too long, or has a slash or control character",
+        )
+        .with_action(action)
+        .with_context("name", name.escape_debug()));
+    }
+    Ok(())
+}
+
 /// The seam's view of a `folder/create` reply.
 fn created_folder(r: FolderCreateResponse, requested: &str) -> Result<FolderInfo> {
     let key = r.folder_key.or(r.folderkey).unwrap_or_default();
@@ -179,6 +203,7 @@ impl Remote for Client {
     /// Checks the name is free, creates with `skip`, and after an ambiguous
     /// failure re-lists the parent instead of sending the create again.
     async fn create_folder(&self, parent: &str, name: &str) -> Result<FolderInfo> {
+        check_name("folder/create", name)?;
         if let Some(existing) = self.find_folder(parent, name).await? {
             return Err(
                 Error::new(ErrorKind::AlreadyExists, "a folder with this name exists")
@@ -209,6 +234,7 @@ impl Remote for Client {
     }
 
     async fn rename_folder(&self, folder_key: &str, new_name: &str) -> Result<()> {
+        check_name("folder/update", new_name)?;
         let r = self.folder_update(folder_key, new_name).await?;
         self.settle("folder/update", &r).await
     }
@@ -225,6 +251,7 @@ impl Remote for Client {
     }
 
     async fn rename_file(&self, quickkey: &str, new_name: &str) -> Result<()> {
+        check_name("file/update", new_name)?;
         let r = self.file_update(quickkey, new_name).await?;
         self.settle("file/update", &r).await
     }
@@ -278,5 +305,21 @@ impl Remote for Client {
 
     async fn download(&self, quickkey: &str, offset: u64, len: Option<u64>) -> Result<Download> {
         self.open_download(quickkey, offset, len).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_mediafire_cannot_store_are_refused_locally() {
+        for bad in ["", ".", "..", "a/b", "a\\b", "tab\there", &"x".repeat(256)] {
+            let e = check_name("file/update", bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidName, "{bad:?}");
+        }
+        for good in ["a", "naïve 文件.txt", "#1 & co", &"é".repeat(255)] {
+            check_name("file/update", good).unwrap();
+        }
     }
 }

@@ -574,16 +574,7 @@ fn check_request(req: &UploadRequest) -> Result<()> {
                 .with_context("name", &req.name),
         );
     }
-    if req.name.is_empty()
-        || req.name.contains(['/', '\\'])
-        || req.name.chars().any(char::is_control)
-    {
-        return Err(Error::new(
-            ErrorKind::InvalidName,
-            "file name is empty or has a slash or control character",
-        )
-        .with_context("name", &req.name));
-    }
+    crate::mediafire::remote_impl::check_name("upload/check", &req.name)?;
     if req.source.sha256.len() != 64 || !req.source.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::new(
             ErrorKind::Permanent,
