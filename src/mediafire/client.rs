@@ -878,6 +878,9 @@ fn validate(config: &ClientConfig) -> Result<String> {
     if config.request_timeout.is_zero() {
         return Err(bad("config: request_timeout must be positive"));
     }
+    if config.renew_after.is_zero() {
+        return Err(bad("config: renew_after must be positive (default 8 min)"));
+    }
     Ok(base)
 }
 

@@ -259,6 +259,7 @@ pub struct ContentRange {
     pub total: Option<u64>,
 }
 
+/// Parses a `Content-Range` header value; `None` when it is not in bytes.
 pub fn parse_content_range(v: &str) -> Option<ContentRange> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     let (span, total) = rest.split_once('/')?;
