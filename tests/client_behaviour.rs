@@ -447,6 +447,16 @@ async fn dead_cookie_is_an_auth_error_naming_the_credential() {
         1,
         "auth failures are not retried"
     );
+    // Calls right after do not ask MediaFire again and again.
+    for _ in 0..5 {
+        assert_eq!(c.device_status().await.unwrap_err().kind(), ErrorKind::Auth);
+    }
+    assert_eq!(
+        fake.count("application/get_session_token"),
+        1,
+        "cool-down after a refusal"
+    );
+    assert_eq!(fake.count("device/get_status"), 0);
 }
 
 // ---- transport ----------------------------------------------------------------

@@ -40,6 +40,11 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
 /// Upload action token lifespan we ask for, in minutes (spec §1.5: 1–1440).
 pub const ACTION_TOKEN_LIFESPAN_MIN: u64 = 1440;
 
+/// After the cookie was refused, calls fail at once for this long instead of
+/// asking MediaFire again (every WebDAV request would otherwise cost three
+/// doomed API calls). `login()` always asks.
+pub const DEAD_COOKIE_COOLDOWN: Duration = Duration::from_secs(30);
+
 /// Refresh the action token this long before its lifespan ends.
 const ACTION_TOKEN_MARGIN: Duration = Duration::from_secs(60 * 60);
 
@@ -103,6 +108,8 @@ pub struct Session {
     /// Wakes the renewal task when a token appears.
     changed: Arc<Notify>,
     dead_cookie_logged: AtomicBool,
+    /// When the cookie was last refused; cleared by a new token.
+    dead_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -151,6 +158,7 @@ impl Session {
             upload_generation: AtomicU64::new(1),
             changed: Arc::new(Notify::new()),
             dead_cookie_logged: AtomicBool::new(false),
+            dead_since: Mutex::new(None),
         };
         session.persist()?;
         Ok(session)
@@ -259,7 +267,19 @@ impl Session {
         if generation != failed && token.is_some() {
             return Ok(());
         }
+        if self.recently_dead() {
+            return Err(Error::new(
+                ErrorKind::Auth,
+                "the MediaFire cookie was refused moments ago",
+            )
+            .with_context("hint", "refresh MEDIAFIRE_COOKIE / --cookie"));
+        }
         self.refresh_locked(client, token).await
+    }
+
+    fn recently_dead(&self) -> bool {
+        let dead = self.dead_since.lock().unwrap_or_else(|p| p.into_inner());
+        dead.is_some_and(|t| t.elapsed() < DEAD_COOKIE_COOLDOWN)
     }
 
     /// Renews before MediaFire's expiry; skipped when someone else renewed
@@ -322,10 +342,12 @@ impl Session {
 
     /// Logs the dead-cookie line once and returns the error with a hint.
     fn dead_cookie(&self, e: Error) -> Error {
+        *self.dead_since.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
         if !self.dead_cookie_logged.swap(true, Ordering::Relaxed) {
             error!(
-                "MediaFire refused the browser cookie: log in to mediafire.com in a browser and \
-                 copy the cookie again into MEDIAFIRE_COOKIE or --cookie ({e})"
+                "the MediaFire session cannot be renewed: log in to mediafire.com in a browser \
+                 and copy the cookie again into MEDIAFIRE_COOKIE or --cookie ({e})"
             );
         }
         e.with_context("hint", "refresh MEDIAFIRE_COOKIE / --cookie")
@@ -344,6 +366,7 @@ impl Session {
             s.issued = Some(SystemTime::now());
             s.generation += 1;
         }
+        *self.dead_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.changed.notify_waiters();
         self.persist()
     }
