@@ -17,6 +17,7 @@
 use std::io::SeekFrom;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture};
@@ -65,6 +66,7 @@ struct Reader {
 struct Writer {
     path: String,
     expected: Option<u64>,
+    mtime: Option<SystemTime>,
     spool: Option<(tokio::fs::File, TempPath)>,
     hasher: Sha256,
     written: u64,
@@ -126,12 +128,14 @@ impl MfFile {
     pub(crate) fn writer(
         path: String,
         expected: Option<u64>,
+        mtime: Option<SystemTime>,
         shared: Arc<Shared>,
         failure: Failure,
     ) -> MfFile {
         let writer = Writer {
             path,
             expected,
+            mtime,
             spool: None,
             hasher: Sha256::new(),
             written: 0,
@@ -256,7 +260,7 @@ impl MfFile {
             .unwrap_or_default();
         let result = self
             .shared
-            .commit(&w.path, &spool_path, w.written, &sha256)
+            .commit(&w.path, &spool_path, w.written, &sha256, w.mtime)
             .await;
         // Committed or failed, the spool has served its purpose.
         w.spool = None;
@@ -305,9 +309,9 @@ impl DavFile for MfFile {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let meta = match &self.mode {
             Mode::Local { meta, .. } => meta.clone(),
-            Mode::Remote(r) => MfMeta::file(&r.info),
+            Mode::Remote(r) => self.shared.file_meta(&r.info),
             Mode::Write(w) => w.committed.clone().unwrap_or_else(|| {
-                let now = std::time::SystemTime::now();
+                let now = SystemTime::now();
                 MfMeta::local(w.written, now, now, "")
             }),
         };

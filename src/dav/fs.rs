@@ -37,7 +37,7 @@ use super::file::MfFile;
 use super::meta::{MfDirEntry, MfMeta};
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
-use super::props::Props;
+use super::props::{Mtimes, Props};
 
 /// How long an `account` answer serves quota properties.
 const QUOTA_TTL: Duration = Duration::from_secs(60);
@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     pub(crate) cache: Cache,
     pub(crate) overlay: Overlay,
     pub(crate) props: Props,
+    mtimes: Mtimes,
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
@@ -96,17 +97,6 @@ pub(crate) enum Found {
     Root,
     Remote(Node),
     Local(LocalEntry),
-}
-
-impl Found {
-    fn meta(&self) -> MfMeta {
-        match self {
-            Found::Root => MfMeta::root(),
-            Found::Remote(Node::Folder(f)) => MfMeta::folder(f),
-            Found::Remote(Node::File(f)) => MfMeta::file(f),
-            Found::Local(e) => e.meta(),
-        }
-    }
 }
 
 /// The relative NFC path of a `DavPath` (`""` for the root).
@@ -156,12 +146,28 @@ impl Shared {
             cache: Cache::new(remote.clone(), config.cache_ttl),
             overlay: Overlay::open(&config.state_dir)?,
             props: Props::open(&config.state_dir)?,
+            mtimes: Mtimes::open(&config.state_dir)?,
             remote,
             config,
             uploads: DashMap::new(),
             quota: Mutex::new(None),
             counters: Counters::default(),
         })
+    }
+
+    /// The metadata of what a path names.
+    pub(crate) fn meta(&self, found: &Found) -> MfMeta {
+        match found {
+            Found::Root => MfMeta::root(),
+            Found::Remote(Node::Folder(f)) => MfMeta::folder(f),
+            Found::Remote(Node::File(f)) => self.file_meta(f),
+            Found::Local(e) => e.meta(),
+        }
+    }
+
+    /// A remote file's metadata, with the stored mtime when it still applies.
+    pub(crate) fn file_meta(&self, f: &FileInfo) -> MfMeta {
+        MfMeta::file(f, self.mtimes.get(&f.quickkey, &f.hash, f.size))
     }
 
     /// What `path` names, `None` when nothing.
@@ -194,11 +200,12 @@ impl Shared {
         spool: &Path,
         size: u64,
         sha256: &str,
+        mtime: Option<SystemTime>,
     ) -> Result<MfMeta> {
         serialized(
             &self.uploads,
             path,
-            self.commit_locked(path, spool, size, sha256),
+            self.commit_locked(path, spool, size, sha256, mtime),
         )
         .await
     }
@@ -209,6 +216,7 @@ impl Shared {
         spool: &Path,
         size: u64,
         sha256: &str,
+        mtime: Option<SystemTime>,
     ) -> Result<MfMeta> {
         let (parent, name) = split(path);
         let folder_key = self.cache.folder_key(parent).await?;
@@ -227,6 +235,7 @@ impl Shared {
                 debug!(path, quickkey = %f.quickkey, "upload: trashing remote file replaced by a local entry");
                 let r = self.remote.delete_file(&f.quickkey).await;
                 self.stale(parent, r)?;
+                self.mtimes.forget(&f.quickkey);
                 self.cache.remove(parent, name);
             }
             let entry = if size == 0 {
@@ -248,12 +257,18 @@ impl Shared {
                 sha256: sha256.to_string(),
             },
             replace: existing.map(|f| f.quickkey),
-            mtime: None,
+            mtime,
         };
         let info = self.upload(parent, request).await?;
+        self.mtimes.record(
+            &info.quickkey,
+            &info.hash,
+            info.size,
+            mtime.unwrap_or_else(SystemTime::now),
+        );
         self.cache.insert(parent, Node::File(info.clone()));
         self.overlay.remove(path);
-        Ok(MfMeta::file(&info))
+        Ok(self.file_meta(&info))
     }
 
     /// Forgets the listing of `dir` when `result` shows it was stale: a
@@ -338,6 +353,7 @@ impl Shared {
                 let (parent, name) = split(path);
                 let r = self.remote.delete_file(&f.quickkey).await;
                 self.stale(parent, r)?;
+                self.mtimes.forget(&f.quickkey);
                 self.cache.remove(parent, name);
             }
             Some(_) => {
@@ -513,7 +529,7 @@ impl Shared {
         let mut seen = std::collections::HashSet::new();
         for node in self.cache.children(path).await? {
             seen.insert(nfc(node.name()));
-            let meta = Found::Remote(node.clone()).meta();
+            let meta = self.meta(&Found::Remote(node.clone()));
             out.push(MfDirEntry {
                 name: node.name().to_string(),
                 meta,
@@ -537,6 +553,8 @@ pub(crate) struct MfFs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) failure: Failure,
     pub(crate) prefetch: Prefetch,
+    /// The client's modification time for a PUT (`X-OC-Mtime`).
+    pub(crate) mtime: Option<SystemTime>,
 }
 
 impl MfFs {
@@ -599,6 +617,7 @@ impl MfFs {
         Ok(Box::new(MfFile::writer(
             path.to_string(),
             options.size,
+            self.mtime,
             sh.clone(),
             self.failure.clone(),
         )))
@@ -644,7 +663,7 @@ impl DavFileSystem for MfFs {
             trace!(path = %path, "fs: metadata");
             let p = rel(path)?;
             match self.shared.find(&p).await.map_err(|e| self.fail(e))? {
-                Some(found) => Ok(Box::new(found.meta()) as Box<dyn DavMetaData>),
+                Some(found) => Ok(Box::new(self.shared.meta(&found)) as Box<dyn DavMetaData>),
                 None => Err(FsError::NotFound),
             }
         }

@@ -53,7 +53,8 @@ impl MfMeta {
         }
     }
 
-    pub(crate) fn file(f: &FileInfo) -> MfMeta {
+    /// A remote file; `mtime` is a stored modification time, if any.
+    pub(crate) fn file(f: &FileInfo, mtime: Option<SystemTime>) -> MfMeta {
         let created = whole_seconds(f.created);
         let etag = if f.hash.is_empty() {
             format!("f-{}-{}", f.quickkey, f.revision)
@@ -66,7 +67,7 @@ impl MfMeta {
             is_dir: false,
             len: f.size,
             created,
-            modified: created,
+            modified: mtime.map_or(created, whole_seconds),
             etag,
         }
     }
@@ -145,12 +146,15 @@ mod tests {
             created: UNIX_EPOCH + Duration::from_millis(1_500),
             revision: 4,
         };
-        assert_eq!(MfMeta::file(&f).etag, format!("h-{}", "ab".repeat(16)));
         assert_eq!(
-            MfMeta::file(&f).created,
+            MfMeta::file(&f, None).etag,
+            format!("h-{}", "ab".repeat(16))
+        );
+        assert_eq!(
+            MfMeta::file(&f, None).created,
             UNIX_EPOCH + Duration::from_secs(1)
         );
         f.hash.clear();
-        assert_eq!(MfMeta::file(&f).etag, "f-qk-4");
+        assert_eq!(MfMeta::file(&f, None).etag, "f-qk-4");
     }
 }

@@ -31,7 +31,7 @@ mod props;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dav_server::body::Body;
 use dav_server::davpath::DavPath;
@@ -162,11 +162,13 @@ impl MfDav {
         {
             return resp;
         }
+        let mtime = oc_mtime(&req);
         let failure = Failure::default();
         let fs = MfFs {
             shared: self.shared.clone(),
             failure: failure.clone(),
             prefetch,
+            mtime,
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
         let mut resp = self.handler.handle_with(config, req).await;
@@ -178,6 +180,11 @@ impl MfDav {
                 resp.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
+        }
+        if mtime.is_some() && resp.status().is_success() {
+            // ownCloud's convention, which rclone and others look for.
+            resp.headers_mut()
+                .insert("x-oc-mtime", HeaderValue::from_static("accepted"));
         }
         resp
     }
@@ -281,6 +288,17 @@ impl MfDav {
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The modification time a PUT asks for in `X-OC-Mtime` (Unix seconds,
+/// as ownCloud clients and rclone send it).
+fn oc_mtime<B>(req: &Request<B>) -> Option<SystemTime> {
+    if req.method() != Method::PUT {
+        return None;
+    }
+    let v = req.headers().get("x-oc-mtime")?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs(secs as u64))
 }
 
 /// Where the first range of a `Range: bytes=...` header starts; `None`

@@ -93,6 +93,7 @@ impl Env {
             shared: self.dav.shared.clone(),
             failure: Failure::default(),
             prefetch: Prefetch::default(),
+            mtime: None,
         }
     }
 }
@@ -694,4 +695,40 @@ async fn html_index_of_an_unlistable_folder_is_an_error() {
         "{}",
         r.body
     );
+}
+
+#[tokio::test]
+async fn client_mtime_is_kept_and_survives_restart() {
+    let e = env();
+    let r = e
+        .req(
+            "PUT",
+            "/m",
+            &[("content-length", "3"), ("x-oc-mtime", "1700000000")],
+            b"abc",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.headers["x-oc-mtime"], "accepted");
+    let stamp = "Tue, 14 Nov 2023 22:13:20 GMT";
+    let r = e.req("HEAD", "/m", &[], b"").await;
+    assert_eq!(r.headers["last-modified"], stamp);
+
+    let config = DavConfig {
+        state_dir: e.state.path().to_path_buf(),
+        spool_dir: e.spool.path().to_path_buf(),
+        ..DavConfig::default()
+    };
+    let dav = MfDav::new(e.remote.clone(), config).unwrap();
+    let req = Request::builder()
+        .method("HEAD")
+        .uri("/m")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(dav.handle(req).await.headers()["last-modified"], stamp);
+
+    // A later upload without a client time records its own.
+    e.put("/m", b"new").await;
+    let r = e.req("HEAD", "/m", &[], b"").await;
+    assert_ne!(r.headers["last-modified"], stamp);
 }
