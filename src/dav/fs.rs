@@ -25,7 +25,7 @@ use dav_server::fs::{
 use futures_util::{FutureExt, future};
 use http::StatusCode;
 use tokio::time::Instant;
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
@@ -488,6 +488,10 @@ impl Shared {
                 let mut name = f.name.clone();
                 if !same_name {
                     if let Err(e) = self.remote.rename_file(&quickkey, dst_name).await {
+                        // Do not leave a copy under a name nobody asked for.
+                        if let Err(d) = self.remote.delete_file(&quickkey).await {
+                            warn!(quickkey, error = %d, "copy: trashing the misnamed copy failed");
+                        }
                         self.cache.forget(dst_parent);
                         return Err(e);
                     }

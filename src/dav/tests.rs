@@ -732,3 +732,20 @@ async fn client_mtime_is_kept_and_survives_restart() {
     let r = e.req("HEAD", "/m", &[], b"").await;
     assert_ne!(r.headers["last-modified"], stamp);
 }
+
+#[tokio::test]
+async fn failed_copy_rename_leaves_no_stray_copy() {
+    let e = env();
+    e.put("/f", b"abc").await;
+    e.remote.fail("rename_file", ErrorKind::Transient, 1);
+    let r = e
+        .req("COPY", "/f", &[("destination", "http://h/g")], b"")
+        .await;
+    assert!(!r.status.is_success(), "{}", r.status);
+    assert_eq!(e.remote.file_count(), 1);
+    let r = e
+        .req("COPY", "/f", &[("destination", "http://h/g")], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(e.remote.read_path("g").unwrap(), &b"abc"[..]);
+}
