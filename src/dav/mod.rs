@@ -181,6 +181,17 @@ impl MfDav {
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
         }
+        if let Some(dav) = resp.headers().get("dav").and_then(|v| v.to_str().ok()) {
+            // dav-server always advertises SabreDAV partial updates; we refuse them.
+            let tokens: Vec<&str> = dav
+                .split(',')
+                .map(str::trim)
+                .filter(|t| *t != "sabredav-partialupdate")
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&tokens.join(", ")) {
+                resp.headers_mut().insert("dav", v);
+            }
+        }
         if mtime.is_some() && resp.status().is_success() {
             // ownCloud's convention, which rclone and others look for.
             resp.headers_mut()

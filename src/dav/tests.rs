@@ -749,3 +749,13 @@ async fn failed_copy_rename_leaves_no_stray_copy() {
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(e.remote.read_path("g").unwrap(), &b"abc"[..]);
 }
+
+#[tokio::test]
+async fn options_advertise_locking_but_not_partial_updates() {
+    let e = env();
+    let r = e.req("OPTIONS", "/", &[], b"").await;
+    let dav = r.headers["dav"].to_str().unwrap();
+    assert!(dav.contains('2'), "{dav}");
+    assert!(!dav.contains("partialupdate"), "{dav}");
+    assert!(r.headers["allow"].to_str().unwrap().contains("LOCK"));
+}
