@@ -759,3 +759,21 @@ async fn options_advertise_locking_but_not_partial_updates() {
     assert!(!dav.contains("partialupdate"), "{dav}");
     assert!(r.headers["allow"].to_str().unwrap().contains("LOCK"));
 }
+
+/// Needs a small file system: `mount -t tmpfs -o size=64k tmpfs /tmp/tinyfs`
+/// and `MF_DAV_TEST_FULL_SPOOL=/tmp/tinyfs`; skipped otherwise.
+#[tokio::test]
+async fn full_spool_disk_is_507_and_leaves_nothing() {
+    let Some(dir) = std::env::var_os("MF_DAV_TEST_FULL_SPOOL") else {
+        eprintln!("skipped: MF_DAV_TEST_FULL_SPOOL not set");
+        return;
+    };
+    let e = env_with(|c| c.spool_dir = dir.clone().into());
+    let body = vec![7u8; 256 * 1024];
+    assert_eq!(
+        e.put("/huge", &body).await,
+        StatusCode::INSUFFICIENT_STORAGE
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(e.remote.calls("upload"), 0);
+}
