@@ -296,6 +296,23 @@ impl Cache {
         if let Some(mut d) = self.dirs.get_mut(parent) {
             d.children.insert(nfc(node.name()), node);
         }
+        self.bump(parent);
+    }
+
+    /// Counts a change inside the folder at `path` in its cached revision,
+    /// so its ETag changes before MediaFire's new revision is listed.
+    fn bump(&self, path: &str) {
+        if path.is_empty() {
+            return;
+        }
+        let (parent, name) = split(path);
+        // Never called while another entry of `dirs` is borrowed (one shard
+        // lock at a time, or DashMap deadlocks).
+        if let Some(mut d) = self.dirs.get_mut(parent)
+            && let Some(Node::Folder(f)) = d.children.get_mut(name)
+        {
+            f.revision += 1;
+        }
     }
 
     /// Records a folder this server just created: it is known to be empty.
@@ -323,6 +340,7 @@ impl Cache {
         if let Some(mut d) = self.dirs.get_mut(parent) {
             d.children.remove(&nfc(name));
         }
+        self.bump(parent);
     }
 
     /// Drops one folder's listing; the next use re-lists it.

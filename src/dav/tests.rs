@@ -777,3 +777,17 @@ async fn full_spool_disk_is_507_and_leaves_nothing() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     assert_eq!(e.remote.calls("upload"), 0);
 }
+
+#[tokio::test]
+async fn folder_etag_changes_when_its_content_does() {
+    let e = env();
+    e.req("MKCOL", "/d", &[], b"").await;
+    let etag = |r: &Reply| {
+        let i = r.body.find("getetag>").expect("etag in body");
+        r.body[i..].split('<').next().unwrap().to_string()
+    };
+    let before = etag(&e.propfind("/d/", "0").await);
+    e.put("/d/f", b"x").await;
+    let after = etag(&e.propfind("/d/", "0").await);
+    assert_ne!(before, after);
+}
