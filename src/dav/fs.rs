@@ -559,6 +559,12 @@ pub(crate) struct MfFs {
     pub(crate) prefetch: Prefetch,
     /// The client's modification time for a PUT (`X-OC-Mtime`).
     pub(crate) mtime: Option<SystemTime>,
+    /// The target of a DELETE request. dav-server deletes a collection by
+    /// walking it (list every folder, delete every file); MediaFire trashes a
+    /// folder with its subtree in one call, so inside this path `read_dir`
+    /// answers empty and the walk ends at one `remove_dir`. dav-server has
+    /// already refused the DELETE if any lock below it conflicts.
+    pub(crate) delete_root: Option<String>,
 }
 
 impl MfFs {
@@ -653,6 +659,15 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: read_dir");
             let p = rel(path)?;
+            if self
+                .delete_root
+                .as_ref()
+                .is_some_and(|root| is_within(&p, root))
+            {
+                debug!(path = %p, "fs: deleting a whole folder, skipping its walk");
+                let none = futures_util::stream::empty::<FsResult<Box<dyn DavDirEntry>>>();
+                return Ok(Box::pin(none) as FsStream<Box<dyn DavDirEntry>>);
+            }
             let entries = self.shared.read_dir(&p).await.map_err(|e| self.fail(e))?;
             let items = entries
                 .into_iter()

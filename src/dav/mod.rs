@@ -175,6 +175,9 @@ impl MfDav {
             failure: failure.clone(),
             prefetch,
             mtime,
+            delete_root: (req.method() == Method::DELETE)
+                .then(|| self.rel_of(&req))
+                .flatten(),
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
         let resp = self.handler.handle_with(config, req).await;

@@ -94,6 +94,7 @@ impl Env {
             failure: Failure::default(),
             prefetch: Prefetch::default(),
             mtime: None,
+            delete_root: None,
         }
     }
 }
@@ -790,4 +791,42 @@ async fn folder_etag_changes_when_its_content_does() {
     e.put("/d/f", b"x").await;
     let after = etag(&e.propfind("/d/", "0").await);
     assert_ne!(before, after);
+}
+
+#[tokio::test]
+async fn deleting_a_tree_is_one_remote_call() {
+    let e = env();
+    e.req("MKCOL", "/t", &[], b"").await;
+    e.req("MKCOL", "/t/sub", &[], b"").await;
+    e.put("/t/a", b"1").await;
+    e.put("/t/sub/b", b"2").await;
+    e.put("/t/sub/empty", b"").await;
+    e.dav.shared.cache.forget("t/sub");
+    let before = e.remote.total_calls();
+    assert_eq!(
+        e.req("DELETE", "/t/", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(e.remote.total_calls(), before + 1);
+    assert_eq!(e.remote.calls("delete_folder"), 1);
+    assert_eq!(e.remote.file_count(), 0);
+    assert!(e.dav.shared.overlay.get("t/sub/empty").is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_tree_with_a_locked_member_is_refused() {
+    let e = env();
+    e.req("MKCOL", "/t", &[], b"").await;
+    e.put("/t/a", b"1").await;
+    let body = br#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
+    assert!(e.req("LOCK", "/t/a", &[], body).await.status.is_success());
+    assert_eq!(
+        e.req("DELETE", "/t/", &[], b"").await.status,
+        StatusCode::LOCKED
+    );
+    assert_eq!(
+        e.remote.calls("delete_folder") + e.remote.calls("delete_file"),
+        0
+    );
+    assert_eq!(e.remote.file_count(), 1);
 }
