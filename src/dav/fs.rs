@@ -176,7 +176,13 @@ impl Shared {
             return Ok(Some(Found::Root));
         }
         if let Some(e) = self.overlay.get(path) {
-            return Ok(Some(Found::Local(e)));
+            // A remote file of the same name (another client's upload) wins,
+            // as it does in `read_dir`. If the listing cannot be had, the
+            // local entry still answers.
+            return Ok(Some(match self.cache.lookup(path).await {
+                Ok(Some(node)) => Found::Remote(node),
+                _ => Found::Local(e),
+            }));
         }
         Ok(self.cache.lookup(path).await?.map(Found::Remote))
     }
@@ -355,6 +361,8 @@ impl Shared {
                 self.stale(parent, r)?;
                 self.mtimes.forget(&f.quickkey);
                 self.cache.remove(parent, name);
+                // A local entry hidden behind the remote file must not resurface.
+                self.overlay.remove(path);
             }
             Some(_) => {
                 return Err(

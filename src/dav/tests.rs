@@ -830,3 +830,23 @@ async fn deleting_a_tree_with_a_locked_member_is_refused() {
     );
     assert_eq!(e.remote.file_count(), 1);
 }
+
+#[tokio::test]
+async fn a_remote_file_shadows_a_local_entry_of_the_same_name() {
+    let e = env();
+    e.put("/x", b"").await;
+    e.propfind("/", "1").await;
+    // Another client uploads the real file; the next listing shows it.
+    e.remote.put_path("x", b"real").unwrap();
+    e.dav.shared.cache.forget("");
+    let r = e.req("GET", "/x", &[], b"").await;
+    assert_eq!(r.body, "real");
+    assert_eq!(
+        e.req("DELETE", "/x", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        e.req("GET", "/x", &[], b"").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
