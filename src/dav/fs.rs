@@ -1,15 +1,19 @@
 //! `MfFs`: dav-server's `DavFileSystem` over a [`Remote`].
 //!
 //! `MfFs` is cloned per request (dav-server boxes it); all state is in the
-//! shared [`Shared`] behind an `Arc`, plus the request's [`Failure`] slot.
-//! Every path goes through [`rel`] once: percent-decoded bytes → UTF-8 →
-//! NFC segments joined by `/`. An entry is looked up in the overlay first
-//! (local, free), then in the cache (free while the parent listing is
-//! fresh). Every mutation updates the cache, overlay and dead properties in
-//! place, so the next PROPFIND needs no re-list.
+//! shared [`Shared`] behind an `Arc`, plus per-request parts: the
+//! [`Failure`] slot, a prefetched GET download, the client's mtime and the
+//! DELETE target. Every path goes through [`rel`] once: percent-decoded
+//! bytes → UTF-8 → NFC segments joined by `/`. An entry is looked up in the
+//! cache (free while the parent listing is fresh) and the overlay; a remote
+//! file wins over a local entry of the same name. Every mutation updates
+//! the cache, overlay and dead properties in place, so the next PROPFIND
+//! needs no re-list.
 //!
-//! Costs per WebDAV method are in `../shared/dav-server-notes.md` §1.6;
-//! collection DELETE and COPY are walked by dav-server itself.
+//! Costs per WebDAV method are in `../shared/dav-server-notes.md` §1.6.
+//! COPY of a collection is walked by dav-server (one `copy_file` per file);
+//! DELETE of one is cut short to a single `delete_folder` (see
+//! [`MfFs::delete_root`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -1,5 +1,5 @@
 //! The WebDAV adapter: dav-server's `DavFileSystem` over a
-//! [`Remote`](crate::remote::Remote), and [`MfDav::handle`], which serves one
+//! [`Remote`], and [`MfDav::handle`], which serves one
 //! request.
 //!
 //! `handle` does what dav-server cannot do from inside a filesystem:
