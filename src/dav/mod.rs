@@ -214,7 +214,7 @@ impl MfDav {
     /// The answer for a remote failure met before dav-server ran.
     fn failed(&self, rel: &str, e: &crate::error::Error) -> Response<Body> {
         warn!(path = %rel, error = %e, "dav: remote failure before the request could be served");
-        plain(status_for(e.kind()))
+        plain(status_for(e))
     }
 
     /// Opens the download of a GET before dav-server commits to a 200, so
