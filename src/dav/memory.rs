@@ -45,6 +45,8 @@ struct State {
     /// method → (kind, remaining count; `u64::MAX` = always)
     faults: HashMap<&'static str, (ErrorKind, u64)>,
     quota_limit: Option<u64>,
+    /// Added to `list_folder` and `upload`, to let concurrent calls overlap.
+    latency: std::time::Duration,
 }
 
 /// The in-memory remote. Cheap to share behind an `Arc`.
@@ -89,6 +91,18 @@ impl MemoryRemote {
             .unwrap()
             .faults
             .insert(method, (kind, times));
+    }
+
+    /// Makes `list_folder` and `upload` take this long (default zero).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.lock().unwrap().latency = latency;
+    }
+
+    async fn wait_latency(&self) {
+        let latency = self.state.lock().unwrap().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
     }
 
     pub fn clear_faults(&self) {
@@ -266,6 +280,7 @@ impl Remote for MemoryRemote {
     }
 
     async fn list_folder(&self, folder_key: &str) -> Result<Listing> {
+        self.wait_latency().await;
         let st = self.enter("list_folder")?;
         if !st.folder_exists(folder_key) {
             return Err(not_found("folder", folder_key));
@@ -425,6 +440,7 @@ impl Remote for MemoryRemote {
 
     async fn upload(&self, request: UploadRequest) -> Result<FileInfo> {
         drop(self.enter("upload")?);
+        self.wait_latency().await;
         let data = Bytes::from(tokio::fs::read(&request.source.path).await?);
         let mut st = self.state.lock().unwrap();
         if data.is_empty() {

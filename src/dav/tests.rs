@@ -850,3 +850,30 @@ async fn a_remote_file_shadows_a_local_entry_of_the_same_name() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn concurrent_propfinds_list_a_folder_once() {
+    let e = env();
+    e.remote.set_latency(Duration::from_millis(50));
+    let reqs = (0..8).map(|_| e.propfind("/", "1"));
+    let replies = futures_util::future::join_all(reqs).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::MULTI_STATUS));
+    assert_eq!(e.remote.calls("list_folder"), 1);
+}
+
+#[tokio::test]
+async fn slow_concurrent_puts_to_one_path_end_with_one_file() {
+    let e = env();
+    e.remote.set_latency(Duration::from_millis(30));
+    let (a, b, c) = tokio::join!(
+        e.put("/same", b"1"),
+        e.put("/same", b"22"),
+        e.put("/same", b"333")
+    );
+    assert!(
+        a.is_success() && b.is_success() && c.is_success(),
+        "{a} {b} {c}"
+    );
+    assert_eq!(e.remote.file_count(), 1);
+    assert_eq!(e.remote.calls("upload"), 3);
+}
