@@ -37,7 +37,7 @@ use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
 use super::DavConfig;
 use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
-use super::file::MfFile;
+use super::file::{MfFile, SPOOL_PREFIX};
 use super::meta::{MfDirEntry, MfMeta};
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
@@ -138,6 +138,34 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// How old a spool file must be before start-up removes it: spools of a
+/// crashed process, never those of another instance's running upload.
+const STALE_SPOOL: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes spool files left by a crash (a clean exit leaves none).
+fn sweep_spool(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPOOL_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_SPOOL));
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        debug!(removed, dir = %dir.display(), "spool: removed files left by a crash");
+    }
+}
+
 fn not_found(path: &str) -> Error {
     Error::new(ErrorKind::NotFound, "no such file or folder").with_context("path", path)
 }
@@ -146,6 +174,7 @@ impl Shared {
     pub(crate) fn new(remote: Arc<dyn Remote>, config: DavConfig) -> Result<Shared> {
         std::fs::create_dir_all(&config.state_dir)?;
         std::fs::create_dir_all(&config.spool_dir)?;
+        sweep_spool(&config.spool_dir);
         Ok(Shared {
             cache: Cache::new(remote.clone(), config.cache_ttl),
             overlay: Overlay::open(&config.state_dir)?,

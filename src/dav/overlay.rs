@@ -53,6 +53,23 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Removes blobs the index does not name (a crash between writing a blob
+/// and saving the index).
+fn sweep_orphans(blobs: &Path, map: &BTreeMap<String, LocalEntry>) {
+    let named: std::collections::HashSet<&str> =
+        map.values().filter_map(|e| e.blob.as_deref()).collect();
+    let Ok(entries) = std::fs::read_dir(blobs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !named.contains(name.to_string_lossy().as_ref()) {
+            warn!(blob = %name.to_string_lossy(), "overlay: removing orphaned blob");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 pub(crate) struct Overlay {
     index: PathBuf,
     blobs: PathBuf,
@@ -64,7 +81,8 @@ impl Overlay {
         let blobs = state_dir.join("overlay");
         std::fs::create_dir_all(&blobs)?;
         let index = state_dir.join("overlay.json");
-        let map = read_json(&index)?;
+        let map: BTreeMap<String, LocalEntry> = read_json(&index)?;
+        sweep_orphans(&blobs, &map);
         Ok(Overlay {
             index,
             blobs,
@@ -248,6 +266,20 @@ mod tests {
         assert_eq!(&ov.read(&e).unwrap()[..], b"fork");
         ov.remove_subtree("b");
         assert!(ov.get("b/empty").is_none());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("overlay"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn orphaned_blobs_are_swept_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Overlay::open(dir.path()).unwrap());
+        std::fs::write(dir.path().join("overlay").join("deadbeef"), b"x").unwrap();
+        drop(Overlay::open(dir.path()).unwrap());
         assert_eq!(
             std::fs::read_dir(dir.path().join("overlay"))
                 .unwrap()
