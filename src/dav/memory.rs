@@ -45,6 +45,8 @@ struct State {
     /// method → (kind, remaining count; `u64::MAX` = always)
     faults: HashMap<&'static str, (ErrorKind, u64)>,
     quota_limit: Option<u64>,
+    /// Reported by `device_status`.
+    jobs_running: bool,
     /// Added to `list_folder` and `upload`, to let concurrent calls overlap.
     latency: std::time::Duration,
 }
@@ -91,6 +93,11 @@ impl MemoryRemote {
             .unwrap()
             .faults
             .insert(method, (kind, times));
+    }
+
+    /// Sets what `device_status` says about background jobs.
+    pub fn set_jobs_running(&self, running: bool) {
+        self.state.lock().unwrap().jobs_running = running;
     }
 
     /// Makes `list_folder` and `upload` take this long (default zero).
@@ -275,7 +282,7 @@ impl Remote for MemoryRemote {
         let st = self.enter("device_status")?;
         Ok(DeviceStatus {
             revision: st.revision,
-            async_jobs_in_progress: false,
+            async_jobs_in_progress: st.jobs_running,
         })
     }
 
