@@ -31,6 +31,15 @@ pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
     }
 }
 
+/// The first 32 characters of a hash (plenty to tell versions apart in a
+/// header), keeping only characters an ETag may carry.
+fn etag_part(hash: &str) -> String {
+    hash.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect()
+}
+
 impl MfMeta {
     pub(crate) fn root() -> MfMeta {
         MfMeta {
@@ -59,9 +68,7 @@ impl MfMeta {
         let etag = if f.hash.is_empty() {
             format!("f-{}-{}", f.quickkey, f.revision)
         } else {
-            // 32 hex digits are plenty to tell versions apart in a header.
-            let short = &f.hash[..f.hash.len().min(32)];
-            format!("h-{short}")
+            format!("h-{}", etag_part(&f.hash))
         };
         MfMeta {
             is_dir: false,
@@ -81,7 +88,7 @@ impl MfMeta {
                 .map_or(0, |d| d.as_secs());
             format!("l-{size}-{secs:x}")
         } else {
-            format!("h-{}", &sha[..sha.len().min(32)])
+            format!("h-{}", etag_part(sha))
         };
         MfMeta {
             is_dir: false,
