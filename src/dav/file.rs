@@ -45,9 +45,10 @@ pub(crate) struct MfFile {
 }
 
 enum Mode {
-    /// An overlay entry, read whole (overlay files are small).
+    /// An overlay entry, read from its blob.
     Local {
-        data: Bytes,
+        blob: Option<std::fs::File>,
+        size: u64,
         pos: u64,
         meta: MfMeta,
     },
@@ -100,9 +101,15 @@ fn is_disk_full(e: &std::io::Error) -> bool {
 }
 
 impl MfFile {
-    pub(crate) fn local(data: Bytes, meta: MfMeta, shared: Arc<Shared>) -> MfFile {
+    pub(crate) fn local(blob: Option<std::fs::File>, meta: MfMeta, shared: Arc<Shared>) -> MfFile {
+        let size = meta.len;
         MfFile {
-            mode: Mode::Local { data, pos: 0, meta },
+            mode: Mode::Local {
+                blob,
+                size,
+                pos: 0,
+                meta,
+            },
             shared,
             failure: Failure::default(),
         }
@@ -278,6 +285,39 @@ impl MfFile {
     }
 }
 
+/// Reads up to `count` bytes of a local blob at `*pos`. Blobs are small
+/// Finder files, so the blocking read is short.
+fn read_blob(
+    blob: Option<&std::fs::File>,
+    size: u64,
+    pos: &mut u64,
+    count: usize,
+) -> Result<Bytes, FsError> {
+    use std::io::{Read, Seek};
+    let want = size.saturating_sub(*pos).min(count as u64) as usize;
+    let Some(mut file) = blob.filter(|_| want > 0) else {
+        return Ok(Bytes::new());
+    };
+    let mut buf = vec![0u8; want];
+    let read = file
+        .seek(SeekFrom::Start(*pos))
+        .and_then(|_| file.read(&mut buf));
+    match read {
+        Ok(0) | Err(_) => {
+            warn!(
+                pos = *pos,
+                size, "overlay: blob shorter than its entry or unreadable"
+            );
+            Err(FsError::GeneralFailure)
+        }
+        Ok(n) => {
+            buf.truncate(n);
+            *pos += n as u64;
+            Ok(Bytes::from(buf))
+        }
+    }
+}
+
 fn spool_error(failure: &Failure, e: std::io::Error, path: &str) -> FsError {
     let kind = if is_disk_full(&e) {
         ErrorKind::Local
@@ -333,12 +373,9 @@ impl DavFile for MfFile {
     fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
         async move {
             match &mut self.mode {
-                Mode::Local { data, pos, .. } => {
-                    let start = (*pos as usize).min(data.len());
-                    let end = start.saturating_add(count).min(data.len());
-                    *pos = end as u64;
-                    Ok(data.slice(start..end))
-                }
+                Mode::Local {
+                    blob, size, pos, ..
+                } => read_blob(blob.as_ref(), *size, pos, count),
                 Mode::Remote(_) => self.read_remote(count).await,
                 Mode::Write(_) => Err(FsError::Forbidden),
             }
@@ -349,7 +386,7 @@ impl DavFile for MfFile {
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
         async move {
             let (cur, len) = match &self.mode {
-                Mode::Local { data, pos, .. } => (*pos, data.len() as u64),
+                Mode::Local { pos, size, .. } => (*pos, *size),
                 Mode::Remote(r) => (r.pos, r.info.size),
                 Mode::Write(w) => (w.written, w.written),
             };

@@ -619,8 +619,8 @@ impl MfFs {
         if !options.write {
             return match found {
                 Some(Found::Local(e)) => {
-                    let data = sh.overlay.read(&e).map_err(|e| self.fail(e))?;
-                    Ok(Box::new(MfFile::local(data, e.meta(), sh.clone())))
+                    let blob = sh.overlay.open_blob(&e).map_err(|e| self.fail(e))?;
+                    Ok(Box::new(MfFile::local(blob, e.meta(), sh.clone())))
                 }
                 Some(Found::Remote(Node::File(f))) => Ok(Box::new(MfFile::remote(
                     f,

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -152,11 +151,20 @@ impl Overlay {
         Ok(entry)
     }
 
-    /// The content of an entry.
-    pub(crate) fn read(&self, entry: &LocalEntry) -> Result<Bytes> {
+    /// Opens the content of an entry; `None` for an empty entry.
+    pub(crate) fn open_blob(&self, entry: &LocalEntry) -> Result<Option<std::fs::File>> {
         match &entry.blob {
-            Some(blob) => Ok(Bytes::from(std::fs::read(self.blobs.join(blob))?)),
-            None => Ok(Bytes::new()),
+            Some(blob) => Ok(Some(std::fs::File::open(self.blobs.join(blob))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole content of an entry (tests only; readers stream).
+    #[cfg(test)]
+    fn read(&self, entry: &LocalEntry) -> Result<Vec<u8>> {
+        match &entry.blob {
+            Some(blob) => Ok(std::fs::read(self.blobs.join(blob))?),
+            None => Ok(Vec::new()),
         }
     }
 

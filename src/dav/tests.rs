@@ -877,3 +877,21 @@ async fn slow_concurrent_puts_to_one_path_end_with_one_file() {
     assert_eq!(e.remote.file_count(), 1);
     assert_eq!(e.remote.calls("upload"), 3);
 }
+
+#[tokio::test]
+async fn local_entries_serve_ranges() {
+    let e = env();
+    let data: Vec<u8> = (0..40_000u32).map(|i| (i % 199) as u8).collect();
+    e.put("/._big", &data).await;
+    let req = Request::builder()
+        .method("GET")
+        .uri("/._big")
+        .header("range", "bytes=17000-")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = e.dav.handle(req).await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], &data[17000..]);
+    assert_eq!(e.remote.calls("upload") + e.remote.calls("download"), 0);
+}
