@@ -1,11 +1,12 @@
 //! `MfFile`: dav-server's `DavFile` for reads and spooled writes.
 //!
-//! Reads: `open` is lazy; the first `read_bytes` opens one download stream
-//! at the current offset and later reads drain it. Only a `seek` to another
-//! offset drops the stream (dav-server seeks once per range), so a GET costs
-//! one upstream request and a HEAD none. `read_bytes` never returns more
-//! than asked, and a stream ending early is an error, never a short read
-//! (dav-server would pad it with zeros).
+//! Reads: `open` is lazy; the first `read_bytes` takes the stream `handle`
+//! prefetched for this offset, or opens one download there, and later reads
+//! drain it. Only a `seek` to another offset drops the stream (dav-server
+//! seeks once per range), so a GET costs one upstream request and a HEAD
+//! none. `read_bytes` never returns more than asked, and a stream ending
+//! early is an error, never a short read (dav-server would pad it with
+//! zeros). Overlay files are read from their local blob.
 //!
 //! Writes: the body goes to a tempfile in `spool_dir` (created on the first
 //! byte) while SHA-256 is computed, so memory stays bounded. dav-server has
