@@ -135,8 +135,14 @@ impl MfDav {
         config.prefix = config.prefix.trim_end_matches('/').to_string();
         let prefix = config.prefix.clone();
         let shared = Arc::new(Shared::new(remote, config)?);
-        let mut methods = DavMethodSet::all();
-        methods.remove(DavMethod::Patch);
+        let methods = if shared.config.read_only {
+            // Only for the `Allow` header: `handle` answers 403 before this.
+            DavMethodSet::WEBDAV_RO
+        } else {
+            let mut all = DavMethodSet::all();
+            all.remove(DavMethod::Patch);
+            all
+        };
         let handler = DavHandler::builder()
             .strip_prefix(prefix)
             .locksystem(MemLs::new())

@@ -452,6 +452,8 @@ async fn read_only_refuses_mutations_with_403() {
         e.remote.calls("create_folder") + e.remote.calls("upload"),
         0
     );
+    let allow = e.req("OPTIONS", "/", &[], b"").await.headers["allow"].clone();
+    assert!(!allow.to_str().unwrap().contains("PUT"), "{allow:?}");
 }
 
 #[tokio::test]
