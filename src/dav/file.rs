@@ -1,11 +1,12 @@
 //! `MfFile`: dav-server's `DavFile` for reads and spooled writes.
 //!
-//! Reads: `open` is lazy; the first `read_bytes` opens one download stream
-//! at the current offset and later reads drain it. Only a `seek` to another
-//! offset drops the stream (dav-server seeks once per range), so a GET costs
-//! one upstream request and a HEAD none. `read_bytes` never returns more
-//! than asked, and a stream ending early is an error, never a short read
-//! (dav-server would pad it with zeros).
+//! Reads: `open` is lazy; the first `read_bytes` takes the stream `handle`
+//! prefetched for this offset, or opens one download there, and later reads
+//! drain it. Only a `seek` to another offset drops the stream (dav-server
+//! seeks once per range), so a GET costs one upstream request and a HEAD
+//! none. `read_bytes` never returns more than asked, and a stream ending
+//! early is an error, never a short read (dav-server would pad it with
+//! zeros). Overlay files are read from their local blob.
 //!
 //! Writes: the body goes to a tempfile in `spool_dir` (created on the first
 //! byte) while SHA-256 is computed, so memory stays bounded. dav-server has
@@ -17,6 +18,7 @@
 use std::io::SeekFrom;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture};
@@ -34,6 +36,9 @@ use super::error::Failure;
 use super::fs::{Prefetch, Shared};
 use super::meta::MfMeta;
 
+/// Name prefix of spool files, so a sweep after a crash finds only ours.
+pub(crate) const SPOOL_PREFIX: &str = "mfdav-put-";
+
 pub(crate) struct MfFile {
     mode: Mode,
     shared: Arc<Shared>,
@@ -41,9 +46,10 @@ pub(crate) struct MfFile {
 }
 
 enum Mode {
-    /// An overlay entry, read whole (overlay files are small).
+    /// An overlay entry, read from its blob.
     Local {
-        data: Bytes,
+        blob: Option<std::fs::File>,
+        size: u64,
         pos: u64,
         meta: MfMeta,
     },
@@ -65,6 +71,7 @@ struct Reader {
 struct Writer {
     path: String,
     expected: Option<u64>,
+    mtime: Option<SystemTime>,
     spool: Option<(tokio::fs::File, TempPath)>,
     hasher: Sha256,
     written: u64,
@@ -95,9 +102,15 @@ fn is_disk_full(e: &std::io::Error) -> bool {
 }
 
 impl MfFile {
-    pub(crate) fn local(data: Bytes, meta: MfMeta, shared: Arc<Shared>) -> MfFile {
+    pub(crate) fn local(blob: Option<std::fs::File>, meta: MfMeta, shared: Arc<Shared>) -> MfFile {
+        let size = meta.len;
         MfFile {
-            mode: Mode::Local { data, pos: 0, meta },
+            mode: Mode::Local {
+                blob,
+                size,
+                pos: 0,
+                meta,
+            },
             shared,
             failure: Failure::default(),
         }
@@ -126,12 +139,14 @@ impl MfFile {
     pub(crate) fn writer(
         path: String,
         expected: Option<u64>,
+        mtime: Option<SystemTime>,
         shared: Arc<Shared>,
         failure: Failure,
     ) -> MfFile {
         let writer = Writer {
             path,
             expected,
+            mtime,
             spool: None,
             hasher: Sha256::new(),
             written: 0,
@@ -206,7 +221,7 @@ impl MfFile {
         }
         if w.spool.is_none() {
             let tmp = tempfile::Builder::new()
-                .prefix("put-")
+                .prefix(SPOOL_PREFIX)
                 .tempfile_in(&self.shared.config.spool_dir)
                 .map_err(|e| spool_error(&self.failure, e, &w.path))?;
             let (file, path) = tmp.into_parts();
@@ -256,7 +271,7 @@ impl MfFile {
             .unwrap_or_default();
         let result = self
             .shared
-            .commit(&w.path, &spool_path, w.written, &sha256)
+            .commit(&w.path, &spool_path, w.written, &sha256, w.mtime)
             .await;
         // Committed or failed, the spool has served its purpose.
         w.spool = None;
@@ -267,6 +282,39 @@ impl MfFile {
                 Ok(())
             }
             Err(e) => Err(self.failure.convert(&e.with_context("path", &w.path))),
+        }
+    }
+}
+
+/// Reads up to `count` bytes of a local blob at `*pos`. Blobs are small
+/// Finder files, so the blocking read is short.
+fn read_blob(
+    blob: Option<&std::fs::File>,
+    size: u64,
+    pos: &mut u64,
+    count: usize,
+) -> Result<Bytes, FsError> {
+    use std::io::{Read, Seek};
+    let want = size.saturating_sub(*pos).min(count as u64) as usize;
+    let Some(mut file) = blob.filter(|_| want > 0) else {
+        return Ok(Bytes::new());
+    };
+    let mut buf = vec![0u8; want];
+    let read = file
+        .seek(SeekFrom::Start(*pos))
+        .and_then(|_| file.read(&mut buf));
+    match read {
+        Ok(0) | Err(_) => {
+            warn!(
+                pos = *pos,
+                size, "overlay: blob shorter than its entry or unreadable"
+            );
+            Err(FsError::GeneralFailure)
+        }
+        Ok(n) => {
+            buf.truncate(n);
+            *pos += n as u64;
+            Ok(Bytes::from(buf))
         }
     }
 }
@@ -305,9 +353,9 @@ impl DavFile for MfFile {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let meta = match &self.mode {
             Mode::Local { meta, .. } => meta.clone(),
-            Mode::Remote(r) => MfMeta::file(&r.info),
+            Mode::Remote(r) => self.shared.file_meta(&r.info),
             Mode::Write(w) => w.committed.clone().unwrap_or_else(|| {
-                let now = std::time::SystemTime::now();
+                let now = SystemTime::now();
                 MfMeta::local(w.written, now, now, "")
             }),
         };
@@ -326,12 +374,9 @@ impl DavFile for MfFile {
     fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
         async move {
             match &mut self.mode {
-                Mode::Local { data, pos, .. } => {
-                    let start = (*pos as usize).min(data.len());
-                    let end = start.saturating_add(count).min(data.len());
-                    *pos = end as u64;
-                    Ok(data.slice(start..end))
-                }
+                Mode::Local {
+                    blob, size, pos, ..
+                } => read_blob(blob.as_ref(), *size, pos, count),
                 Mode::Remote(_) => self.read_remote(count).await,
                 Mode::Write(_) => Err(FsError::Forbidden),
             }
@@ -342,7 +387,7 @@ impl DavFile for MfFile {
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
         async move {
             let (cur, len) = match &self.mode {
-                Mode::Local { data, pos, .. } => (*pos, data.len() as u64),
+                Mode::Local { pos, size, .. } => (*pos, *size),
                 Mode::Remote(r) => (r.pos, r.info.size),
                 Mode::Write(w) => (w.written, w.written),
             };

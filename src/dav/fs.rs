@@ -1,15 +1,19 @@
 //! `MfFs`: dav-server's `DavFileSystem` over a [`Remote`].
 //!
 //! `MfFs` is cloned per request (dav-server boxes it); all state is in the
-//! shared [`Shared`] behind an `Arc`, plus the request's [`Failure`] slot.
-//! Every path goes through [`rel`] once: percent-decoded bytes → UTF-8 →
-//! NFC segments joined by `/`. An entry is looked up in the overlay first
-//! (local, free), then in the cache (free while the parent listing is
-//! fresh). Every mutation updates the cache, overlay and dead properties in
-//! place, so the next PROPFIND needs no re-list.
+//! shared [`Shared`] behind an `Arc`, plus per-request parts: the
+//! [`Failure`] slot, a prefetched GET download, the client's mtime and the
+//! DELETE target. Every path goes through [`rel`] once: percent-decoded
+//! bytes → UTF-8 → NFC segments joined by `/`. An entry is looked up in the
+//! cache (free while the parent listing is fresh) and the overlay; a remote
+//! file wins over a local entry of the same name. Every mutation updates
+//! the cache, overlay and dead properties in place, so the next PROPFIND
+//! needs no re-list.
 //!
-//! Costs per WebDAV method are in `../shared/dav-server-notes.md` §1.6;
-//! collection DELETE and COPY are walked by dav-server itself.
+//! Costs per WebDAV method are in `../shared/dav-server-notes.md` §1.6.
+//! COPY of a collection is walked by dav-server (one `copy_file` per file);
+//! DELETE of one is cut short to a single `delete_folder` (see
+//! [`MfFs::delete_root`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -25,7 +29,7 @@ use dav_server::fs::{
 use futures_util::{FutureExt, future};
 use http::StatusCode;
 use tokio::time::Instant;
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
@@ -33,11 +37,11 @@ use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
 use super::DavConfig;
 use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
-use super::file::MfFile;
+use super::file::{MfFile, SPOOL_PREFIX};
 use super::meta::{MfDirEntry, MfMeta};
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
-use super::props::Props;
+use super::props::{Mtimes, Props};
 
 /// How long an `account` answer serves quota properties.
 const QUOTA_TTL: Duration = Duration::from_secs(60);
@@ -59,6 +63,7 @@ pub(crate) struct Shared {
     pub(crate) cache: Cache,
     pub(crate) overlay: Overlay,
     pub(crate) props: Props,
+    mtimes: Mtimes,
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
@@ -98,17 +103,6 @@ pub(crate) enum Found {
     Local(LocalEntry),
 }
 
-impl Found {
-    fn meta(&self) -> MfMeta {
-        match self {
-            Found::Root => MfMeta::root(),
-            Found::Remote(Node::Folder(f)) => MfMeta::folder(f),
-            Found::Remote(Node::File(f)) => MfMeta::file(f),
-            Found::Local(e) => e.meta(),
-        }
-    }
-}
-
 /// The relative NFC path of a `DavPath` (`""` for the root).
 pub(crate) fn rel(path: &DavPath) -> FsResult<String> {
     let raw = std::str::from_utf8(path.as_bytes()).map_err(|_| {
@@ -144,6 +138,34 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// How old a spool file must be before start-up removes it: spools of a
+/// crashed process, never those of another instance's running upload.
+const STALE_SPOOL: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes spool files left by a crash (a clean exit leaves none).
+fn sweep_spool(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPOOL_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_SPOOL));
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        debug!(removed, dir = %dir.display(), "spool: removed files left by a crash");
+    }
+}
+
 fn not_found(path: &str) -> Error {
     Error::new(ErrorKind::NotFound, "no such file or folder").with_context("path", path)
 }
@@ -152,10 +174,12 @@ impl Shared {
     pub(crate) fn new(remote: Arc<dyn Remote>, config: DavConfig) -> Result<Shared> {
         std::fs::create_dir_all(&config.state_dir)?;
         std::fs::create_dir_all(&config.spool_dir)?;
+        sweep_spool(&config.spool_dir);
         Ok(Shared {
             cache: Cache::new(remote.clone(), config.cache_ttl),
             overlay: Overlay::open(&config.state_dir)?,
             props: Props::open(&config.state_dir)?,
+            mtimes: Mtimes::open(&config.state_dir)?,
             remote,
             config,
             uploads: DashMap::new(),
@@ -164,13 +188,34 @@ impl Shared {
         })
     }
 
+    /// The metadata of what a path names.
+    pub(crate) fn meta(&self, found: &Found) -> MfMeta {
+        match found {
+            Found::Root => MfMeta::root(),
+            Found::Remote(Node::Folder(f)) => MfMeta::folder(f),
+            Found::Remote(Node::File(f)) => self.file_meta(f),
+            Found::Local(e) => e.meta(),
+        }
+    }
+
+    /// A remote file's metadata, with the stored mtime when it still applies.
+    pub(crate) fn file_meta(&self, f: &FileInfo) -> MfMeta {
+        MfMeta::file(f, self.mtimes.get(&f.quickkey, &f.hash, f.size))
+    }
+
     /// What `path` names, `None` when nothing.
     pub(crate) async fn find(&self, path: &str) -> Result<Option<Found>> {
         if path.is_empty() {
             return Ok(Some(Found::Root));
         }
         if let Some(e) = self.overlay.get(path) {
-            return Ok(Some(Found::Local(e)));
+            // A remote file of the same name (another client's upload) wins,
+            // as it does in `read_dir`. If the listing cannot be had, the
+            // local entry still answers.
+            return Ok(Some(match self.cache.lookup(path).await {
+                Ok(Some(node)) => Found::Remote(node),
+                _ => Found::Local(e),
+            }));
         }
         Ok(self.cache.lookup(path).await?.map(Found::Remote))
     }
@@ -194,11 +239,12 @@ impl Shared {
         spool: &Path,
         size: u64,
         sha256: &str,
+        mtime: Option<SystemTime>,
     ) -> Result<MfMeta> {
         serialized(
             &self.uploads,
             path,
-            self.commit_locked(path, spool, size, sha256),
+            self.commit_locked(path, spool, size, sha256, mtime),
         )
         .await
     }
@@ -209,6 +255,7 @@ impl Shared {
         spool: &Path,
         size: u64,
         sha256: &str,
+        mtime: Option<SystemTime>,
     ) -> Result<MfMeta> {
         let (parent, name) = split(path);
         let folder_key = self.cache.folder_key(parent).await?;
@@ -227,6 +274,7 @@ impl Shared {
                 debug!(path, quickkey = %f.quickkey, "upload: trashing remote file replaced by a local entry");
                 let r = self.remote.delete_file(&f.quickkey).await;
                 self.stale(parent, r)?;
+                self.mtimes.forget(&f.quickkey);
                 self.cache.remove(parent, name);
             }
             let entry = if size == 0 {
@@ -248,12 +296,18 @@ impl Shared {
                 sha256: sha256.to_string(),
             },
             replace: existing.map(|f| f.quickkey),
-            mtime: None,
+            mtime,
         };
         let info = self.upload(parent, request).await?;
+        self.mtimes.record(
+            &info.quickkey,
+            &info.hash,
+            info.size,
+            mtime.unwrap_or_else(SystemTime::now),
+        );
         self.cache.insert(parent, Node::File(info.clone()));
         self.overlay.remove(path);
-        Ok(MfMeta::file(&info))
+        Ok(self.file_meta(&info))
     }
 
     /// Forgets the listing of `dir` when `result` shows it was stale: a
@@ -338,7 +392,10 @@ impl Shared {
                 let (parent, name) = split(path);
                 let r = self.remote.delete_file(&f.quickkey).await;
                 self.stale(parent, r)?;
+                self.mtimes.forget(&f.quickkey);
                 self.cache.remove(parent, name);
+                // A local entry hidden behind the remote file must not resurface.
+                self.overlay.remove(path);
             }
             Some(_) => {
                 return Err(
@@ -472,6 +529,10 @@ impl Shared {
                 let mut name = f.name.clone();
                 if !same_name {
                     if let Err(e) = self.remote.rename_file(&quickkey, dst_name).await {
+                        // Do not leave a copy under a name nobody asked for.
+                        if let Err(d) = self.remote.delete_file(&quickkey).await {
+                            warn!(quickkey, error = %d, "copy: trashing the misnamed copy failed");
+                        }
                         self.cache.forget(dst_parent);
                         return Err(e);
                     }
@@ -513,7 +574,7 @@ impl Shared {
         let mut seen = std::collections::HashSet::new();
         for node in self.cache.children(path).await? {
             seen.insert(nfc(node.name()));
-            let meta = Found::Remote(node.clone()).meta();
+            let meta = self.meta(&Found::Remote(node.clone()));
             out.push(MfDirEntry {
                 name: node.name().to_string(),
                 meta,
@@ -537,6 +598,14 @@ pub(crate) struct MfFs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) failure: Failure,
     pub(crate) prefetch: Prefetch,
+    /// The client's modification time for a PUT (`X-OC-Mtime`).
+    pub(crate) mtime: Option<SystemTime>,
+    /// The target of a DELETE request. dav-server deletes a collection by
+    /// walking it (list every folder, delete every file); MediaFire trashes a
+    /// folder with its subtree in one call, so inside this path `read_dir`
+    /// answers empty and the walk ends at one `remove_dir`. dav-server has
+    /// already refused the DELETE if any lock below it conflicts.
+    pub(crate) delete_root: Option<String>,
 }
 
 impl MfFs {
@@ -550,8 +619,8 @@ impl MfFs {
         if !options.write {
             return match found {
                 Some(Found::Local(e)) => {
-                    let data = sh.overlay.read(&e).map_err(|e| self.fail(e))?;
-                    Ok(Box::new(MfFile::local(data, e.meta(), sh.clone())))
+                    let blob = sh.overlay.open_blob(&e).map_err(|e| self.fail(e))?;
+                    Ok(Box::new(MfFile::local(blob, e.meta(), sh.clone())))
                 }
                 Some(Found::Remote(Node::File(f))) => Ok(Box::new(MfFile::remote(
                     f,
@@ -599,6 +668,7 @@ impl MfFs {
         Ok(Box::new(MfFile::writer(
             path.to_string(),
             options.size,
+            self.mtime,
             sh.clone(),
             self.failure.clone(),
         )))
@@ -630,6 +700,15 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: read_dir");
             let p = rel(path)?;
+            if self
+                .delete_root
+                .as_ref()
+                .is_some_and(|root| is_within(&p, root))
+            {
+                debug!(path = %p, "fs: deleting a whole folder, skipping its walk");
+                let none = futures_util::stream::empty::<FsResult<Box<dyn DavDirEntry>>>();
+                return Ok(Box::pin(none) as FsStream<Box<dyn DavDirEntry>>);
+            }
             let entries = self.shared.read_dir(&p).await.map_err(|e| self.fail(e))?;
             let items = entries
                 .into_iter()
@@ -644,7 +723,7 @@ impl DavFileSystem for MfFs {
             trace!(path = %path, "fs: metadata");
             let p = rel(path)?;
             match self.shared.find(&p).await.map_err(|e| self.fail(e))? {
-                Some(found) => Ok(Box::new(found.meta()) as Box<dyn DavMetaData>),
+                Some(found) => Ok(Box::new(self.shared.meta(&found)) as Box<dyn DavMetaData>),
                 None => Err(FsError::NotFound),
             }
         }

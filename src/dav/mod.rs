@@ -1,17 +1,23 @@
 //! The WebDAV adapter: dav-server's `DavFileSystem` over a
-//! [`Remote`](crate::remote::Remote), and [`MfDav::handle`], which serves one
+//! [`Remote`], and [`MfDav::handle`], which serves one
 //! request.
 //!
 //! `handle` does what dav-server cannot do from inside a filesystem:
-//! - refuses every mutating method with 403 when `read_only` (dav-server's
-//!   own method filter would answer 405, which clients read as "try later");
+//! - refuses every mutating method with 403 when `read_only` (the server
+//!   forbids it; dav-server's method filter would say 405, "this resource
+//!   never supports that method");
 //! - gives a PROPFIND without `Depth` the `Depth: 1` meaning (dav-server
 //!   0.11 would list the children only, and nothing on a file);
-//! - lists the folder of a Depth-1 PROPFIND *before* dav-server starts its
-//!   207, because dav-server swallows `read_dir` errors and would report an
-//!   empty folder (the cache makes the second listing free);
+//! - lists the folder of a Depth-1 PROPFIND or an HTML index *before*
+//!   dav-server starts its answer, because dav-server swallows `read_dir`
+//!   errors and would show an empty folder (the cache makes the second
+//!   listing free);
+//! - opens the download of a plain GET before dav-server sends a 200, so a
+//!   MediaFire failure is a status and not a cut-off body;
 //! - turns the 500 dav-server makes of `FsError::GeneralFailure` into the
-//!   502/503 the error kind asks for (see `error.rs`).
+//!   502/503 the error kind asks for (see `error.rs`);
+//! - takes a PUT's `X-OC-Mtime` as the file's modification time, and drops
+//!   `sabredav-partialupdate` from the `DAV` header.
 //!
 //! Not here: authentication, `/healthz` and metrics (the server does them),
 //! and any knowledge of MediaFire's URLs or tokens (the `Remote` hides them).
@@ -31,7 +37,7 @@ mod props;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dav_server::body::Body;
 use dav_server::davpath::DavPath;
@@ -129,8 +135,14 @@ impl MfDav {
         config.prefix = config.prefix.trim_end_matches('/').to_string();
         let prefix = config.prefix.clone();
         let shared = Arc::new(Shared::new(remote, config)?);
-        let mut methods = DavMethodSet::all();
-        methods.remove(DavMethod::Patch);
+        let methods = if shared.config.read_only {
+            // Only for the `Allow` header: `handle` answers 403 before this.
+            DavMethodSet::WEBDAV_RO
+        } else {
+            let mut all = DavMethodSet::all();
+            all.remove(DavMethod::Patch);
+            all
+        };
         let handler = DavHandler::builder()
             .strip_prefix(prefix)
             .locksystem(MemLs::new())
@@ -162,24 +174,20 @@ impl MfDav {
         {
             return resp;
         }
+        let mtime = oc_mtime(&req);
         let failure = Failure::default();
         let fs = MfFs {
             shared: self.shared.clone(),
             failure: failure.clone(),
             prefetch,
+            mtime,
+            delete_root: (req.method() == Method::DELETE)
+                .then(|| self.rel_of(&req))
+                .flatten(),
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
-        let mut resp = self.handler.handle_with(config, req).await;
-        if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
-            && let Some(status) = failure.get()
-        {
-            *resp.status_mut() = status;
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                resp.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
-            }
-        }
-        resp
+        let resp = self.handler.handle_with(config, req).await;
+        finish(resp, &failure, mtime.is_some())
     }
 
     /// Applies the Depth default and pre-lists the folder; `Some` is the
@@ -212,7 +220,7 @@ impl MfDav {
     /// The answer for a remote failure met before dav-server ran.
     fn failed(&self, rel: &str, e: &crate::error::Error) -> Response<Body> {
         warn!(path = %rel, error = %e, "dav: remote failure before the request could be served");
-        plain(status_for(e.kind()))
+        plain(status_for(e))
     }
 
     /// Opens the download of a GET before dav-server commits to a 200, so
@@ -281,6 +289,47 @@ impl MfDav {
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Rewrites dav-server's answer: the status our error kind asks for, the
+/// `DAV` header without partial updates, the `X-OC-Mtime` acknowledgement.
+fn finish(mut resp: Response<Body>, failure: &Failure, took_mtime: bool) -> Response<Body> {
+    if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && let Some(status) = failure.get()
+    {
+        *resp.status_mut() = status;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
+    }
+    if let Some(dav) = resp.headers().get("dav").and_then(|v| v.to_str().ok()) {
+        let tokens: Vec<&str> = dav
+            .split(',')
+            .map(str::trim)
+            .filter(|t| *t != "sabredav-partialupdate")
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&tokens.join(", ")) {
+            resp.headers_mut().insert("dav", v);
+        }
+    }
+    if took_mtime && resp.status().is_success() {
+        // ownCloud's convention, which rclone and others look for.
+        resp.headers_mut()
+            .insert("x-oc-mtime", HeaderValue::from_static("accepted"));
+    }
+    resp
+}
+
+/// The modification time a PUT asks for in `X-OC-Mtime` (Unix seconds,
+/// as ownCloud clients and rclone send it).
+fn oc_mtime<B>(req: &Request<B>) -> Option<SystemTime> {
+    if req.method() != Method::PUT {
+        return None;
+    }
+    let v = req.headers().get("x-oc-mtime")?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs(secs as u64))
 }
 
 /// Where the first range of a `Range: bytes=...` header starts; `None`

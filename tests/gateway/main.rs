@@ -9,3 +9,6 @@ mod dav_methods;
 
 // litmus and rclone as oracles.
 mod clients;
+
+// The binary's subcommands: check, serve --demo, healthcheck.
+mod cli;
