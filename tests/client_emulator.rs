@@ -436,3 +436,117 @@ async fn errors_sent_with_status_200_are_still_errors() {
         Some(ErrorKind::NotFound)
     );
 }
+
+#[tokio::test]
+async fn an_idle_session_is_kept_alive_by_background_renewal() {
+    let emu = start(EmulatorConfig {
+        token_ttl: 2,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = client_config(&emu, dir.path());
+    cfg.renew_after = Duration::from_millis(700);
+    let c = Client::new(cfg).await.unwrap();
+    c.login().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    c.list_folder(ROOT).await.unwrap();
+    let stats = c.stats();
+    assert!(stats.renewals >= 3, "renewals {}", stats.renewals);
+    assert_eq!(
+        stats.calls("folder/get_content", "error_105"),
+        0,
+        "never expired"
+    );
+    assert_eq!(stats.token_fetches, 1);
+}
+
+#[tokio::test]
+async fn tokens_expiring_under_load_are_replaced() {
+    let emu = start(EmulatorConfig::default()).await;
+    emu.set_faults(Faults {
+        expire_tokens_every_secs: 1,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&emu, dir.path()).await;
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    let tasks = (0..4).map(|_| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while std::time::Instant::now() < until {
+                c.list_folder(ROOT).await.expect("listing survives expiry");
+                n += 1;
+            }
+            n
+        })
+    });
+    let done: u32 = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    assert!(done > 10);
+}
+
+#[tokio::test]
+async fn download_redirects_are_followed() {
+    let emu = start(EmulatorConfig {
+        download_redirect: true,
+        ..Default::default()
+    })
+    .await;
+    let data = bytes(5000, 9);
+    let qk = emu.seed_file("/r.bin", &data);
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&emu, dir.path()).await;
+    assert_eq!(read_all(&c, &qk, 4000, None).await, &data[4000..]);
+}
+
+#[tokio::test]
+async fn emulator_refusals_map_to_the_right_kinds() {
+    let emu = start(EmulatorConfig {
+        forbid_extension_change: true,
+        move_collision: emulator::Collision::Error,
+        max_upload_size: 10_000,
+        ..Default::default()
+    })
+    .await;
+    let a = emu.seed_folder("/a");
+    let qk = emu.seed_file("/n.txt", b"hi");
+    emu.seed_file("/a/n.txt", b"other");
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&emu, dir.path()).await;
+    assert_eq!(
+        c.rename_file(&qk, "n.md").await.unwrap_err().kind(),
+        ErrorKind::InvalidName
+    );
+    assert_eq!(
+        c.move_file(&qk, &a).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let big = bytes(20_000, 1);
+    let e = c
+        .upload(upload_req(dir.path(), ROOT, "big.bin", &big, None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
+}
+
+#[tokio::test]
+async fn a_full_account_refuses_uploads_before_sending() {
+    let emu = start(EmulatorConfig {
+        storage_limit: 1000,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&emu, dir.path()).await;
+    let e = c
+        .upload(upload_req(dir.path(), ROOT, "x.bin", &bytes(2000, 5), None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QuotaExceeded);
+    assert_eq!(calls(&emu, "upload/resumable"), 0);
+}
