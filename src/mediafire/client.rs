@@ -19,7 +19,7 @@ use dashmap::DashMap;
 use reqwest::header::{ACCEPT, ACCEPT_LANGUAGE, COOKIE, ORIGIN, REFERER, SET_COOKIE};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, trace};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::mediafire::codes;
@@ -327,10 +327,19 @@ impl Client {
         req = self.browser_headers(req, APP_ORIGIN, APP_REFERER);
 
         let permit = self.inner.limiter.acquire(class).await;
+        let started = std::time::Instant::now();
         let result = self.exchange(action, req).await;
         drop(permit);
 
-        let result = result.and_then(|(status, body)| envelope::decode::<T>(action, status, &body));
+        let result = result.and_then(|(status, body)| {
+            trace!(
+                action,
+                status,
+                ms = started.elapsed().as_millis() as u64,
+                "api reply"
+            );
+            envelope::decode::<T>(action, status, &body)
+        });
         self.after_reply(action, &result);
         if result.is_ok() && upload_bytes > 0 {
             self.inner
