@@ -24,6 +24,9 @@ use crate::remote::{ByteStream, Download};
 
 const ACTION: &str = "download";
 
+/// Direct links kept at most (about 200 bytes each).
+pub const MAX_CACHED_LINKS: usize = 10_000;
+
 /// A direct link and when it was fetched.
 pub(crate) struct CachedLink {
     url: String,
@@ -47,6 +50,7 @@ impl Client {
         }
         let links = self.file_get_links(quickkey).await?;
         let url = pick_direct_link(quickkey, &links)?;
+        self.prune_links();
         self.inner.links.insert(
             quickkey.to_string(),
             CachedLink {
@@ -55,6 +59,20 @@ impl Client {
             },
         );
         Ok(url)
+    }
+
+    /// Keeps the link cache bounded: past [`MAX_CACHED_LINKS`] entries the
+    /// expired ones go, and if that is not enough, all of them.
+    fn prune_links(&self) {
+        let links = &self.inner.links;
+        if links.len() < MAX_CACHED_LINKS {
+            return;
+        }
+        let ttl = self.config().link_ttl;
+        links.retain(|_, l| l.fetched.elapsed() < ttl);
+        if links.len() >= MAX_CACHED_LINKS {
+            links.clear();
+        }
     }
 
     /// Opens `quickkey` at `offset` for `len` bytes (to the end when `None`).
