@@ -289,34 +289,65 @@ impl Client {
         token: Option<&str>,
         payload: Payload,
     ) -> Result<T> {
-        let url = format!("{}/api/1.5/{action}.php", self.inner.api_base);
         let (upload_bytes, class) = match &payload {
             Payload::Data { body, .. } => (body.len() as u64, Class::Transfer),
             Payload::Form(_) => (0, Class::Call),
         };
-        let mut req = match payload {
-            Payload::Form(mut params) => {
-                params.push(("response_format", "json".into()));
-                if let Some(t) = token {
-                    params.push(("session_token", t.to_string()));
-                }
-                self.inner
-                    .http
-                    .post(&url)
-                    .form(&params)
-                    .timeout(self.inner.config.request_timeout)
+        let req = self.build_request(action, token, payload);
+
+        let permit = self.inner.limiter.acquire(class).await;
+        let started = std::time::Instant::now();
+        let reply = self.exchange(action, req).await;
+        drop(permit);
+
+        let result = reply.and_then(|(status, body)| {
+            let ms = started.elapsed().as_millis() as u64;
+            trace!(action, status, ms, "api reply");
+            envelope::decode::<T>(action, status, &body)
+        });
+        self.after_reply(action, &result);
+        if result.is_ok() && upload_bytes > 0 {
+            let up = &self.inner.stats.bytes_up;
+            up.fetch_add(upload_bytes, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The POST for `action`: a form, or raw bytes with query and `x-*`
+    /// headers; `response_format=json` and the token always go along.
+    fn build_request(
+        &self,
+        action: &str,
+        token: Option<&str>,
+        payload: Payload,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}/api/1.5/{action}.php", self.inner.api_base);
+        let common = |mut p: Vec<(&'static str, String)>| {
+            p.push(("response_format", "json".into()));
+            if let Some(t) = token {
+                p.push(("session_token", t.to_string()));
             }
+            p
+        };
+        let req = match payload {
+            Payload::Form(params) => self
+                .inner
+                .http
+                .post(&url)
+                .form(&common(params))
+                .timeout(self.inner.config.request_timeout),
             Payload::Data {
-                mut query,
+                query,
                 headers,
                 body,
                 timeout,
             } => {
-                query.push(("response_format", "json".into()));
-                if let Some(t) = token {
-                    query.push(("session_token", t.to_string()));
-                }
-                let mut r = self.inner.http.post(&url).query(&query).timeout(timeout);
+                let mut r = self
+                    .inner
+                    .http
+                    .post(&url)
+                    .query(&common(query))
+                    .timeout(timeout);
                 for (k, v) in headers {
                     r = r.header(k, v);
                 }
@@ -324,30 +355,7 @@ impl Client {
                     .body(body)
             }
         };
-        req = self.browser_headers(req, APP_ORIGIN, APP_REFERER);
-
-        let permit = self.inner.limiter.acquire(class).await;
-        let started = std::time::Instant::now();
-        let result = self.exchange(action, req).await;
-        drop(permit);
-
-        let result = result.and_then(|(status, body)| {
-            trace!(
-                action,
-                status,
-                ms = started.elapsed().as_millis() as u64,
-                "api reply"
-            );
-            envelope::decode::<T>(action, status, &body)
-        });
-        self.after_reply(action, &result);
-        if result.is_ok() && upload_bytes > 0 {
-            self.inner
-                .stats
-                .bytes_up
-                .fetch_add(upload_bytes, Ordering::Relaxed);
-        }
-        result
+        self.browser_headers(req, APP_ORIGIN, APP_REFERER)
     }
 
     /// Common headers: the web app's Origin/Referer and the cookie.
