@@ -550,3 +550,56 @@ async fn a_full_account_refuses_uploads_before_sending() {
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded);
     assert_eq!(calls(&emu, "upload/resumable"), 0);
 }
+
+#[tokio::test]
+async fn creates_and_uploads_under_dropped_connections_never_duplicate() {
+    let emu = start(EmulatorConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = client_config(&emu, dir.path());
+    cfg.max_retries = 10;
+    let c = Client::new(cfg).await.unwrap();
+    c.login().await.unwrap();
+    emu.set_faults(Faults {
+        fail_rate: 0.3,
+        fail_mode: FailMode::Mixed,
+        ..Default::default()
+    });
+
+    let mut made = 0;
+    for i in 0..12 {
+        // An ambiguous failure that the re-list cannot settle is reported,
+        // never papered over by a second create.
+        if c.create_folder(ROOT, &format!("d{i}")).await.is_ok() {
+            made += 1;
+        }
+    }
+    for i in 0..4 {
+        let data = bytes(1500 + i, i as u8);
+        c.upload(upload_req(
+            dir.path(),
+            ROOT,
+            &format!("f{i}.bin"),
+            &data,
+            None,
+        ))
+        .await
+        .unwrap();
+    }
+    emu.set_faults(Faults::default());
+
+    let l = c.list_folder(ROOT).await.unwrap();
+    let mut names: Vec<_> = l.folders.iter().map(|f| f.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), l.folders.len(), "no duplicate folders");
+    assert!(
+        l.folders.len() >= made && made >= 6,
+        "made {made}, listed {}",
+        l.folders.len()
+    );
+    assert!(
+        l.folders.iter().all(|f| !f.name.contains('(')),
+        "no renamed copies"
+    );
+    assert_eq!(l.files.len(), 4);
+}
