@@ -485,6 +485,7 @@ async fn html_challenge_page_is_transient_and_retried() {
     let stats = c.stats();
     assert_eq!(stats.calls("folder/get_info", "transient_failure"), 2);
     assert_eq!(stats.calls("folder/get_info", "ok"), 1);
+    assert_eq!(stats.retries, 2);
 }
 
 #[tokio::test]

@@ -209,6 +209,7 @@ impl Client {
                 max_retries: config.max_retries,
                 base_delay: config.retry_base_delay,
                 max_delay: (config.retry_base_delay * 64).min(Duration::from_secs(30)),
+                retries: Default::default(),
             },
             api_base,
             http,
@@ -232,7 +233,9 @@ impl Client {
 
     /// A snapshot of the counters (API calls, renewals, bytes).
     pub fn stats(&self) -> ClientStats {
-        self.inner.stats.snapshot()
+        let mut s = self.inner.stats.snapshot();
+        s.retries = self.inner.retry.retries.load(Ordering::Relaxed);
+        s
     }
 
     pub(crate) fn config(&self) -> &ClientConfig {

@@ -11,6 +11,8 @@
 //! retry: it happens once, at the call site (client.rs).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -29,11 +31,13 @@ pub enum Idempotency {
 }
 
 /// Backoff settings; see `ClientConfig::{max_retries, retry_base_delay}`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Counts every resend, for `/metrics`.
+    pub retries: Arc<AtomicU64>,
 }
 
 impl RetryPolicy {
@@ -106,6 +110,7 @@ impl RetryPolicy {
             if attempt > self.max_retries {
                 return Err(err.set_persistent());
             }
+            self.retries.fetch_add(1, Ordering::Relaxed);
             let delay = self.delay(attempt);
             warn!(action, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
             tokio::time::sleep(delay).await;
@@ -141,7 +146,7 @@ fn is_connect_error(err: &Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     use super::*;
     use crate::error::Retry;
@@ -151,6 +156,7 @@ mod tests {
             max_retries: 3,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(5),
+            ..Default::default()
         }
     }
 

@@ -44,6 +44,8 @@ pub struct ClientStats {
     pub bytes_down: u64,
     /// Direct links fetched again after the download host refused one.
     pub link_refreshes: u64,
+    /// Calls sent again after a temporary failure.
+    pub retries: u64,
 }
 
 impl ClientStats {
@@ -96,6 +98,7 @@ impl Stats {
             bytes_up: self.bytes_up.load(Ordering::Relaxed),
             bytes_down: self.bytes_down.load(Ordering::Relaxed),
             link_refreshes: self.link_refreshes.load(Ordering::Relaxed),
+            retries: 0,
         }
     }
 }
