@@ -12,7 +12,9 @@
 //! - recovers from 104/105 single-flight: however many calls fail with the
 //!   same token, one renewal runs (and, if renewing fails, one cookie login);
 //! - merges `Set-Cookie` rotations into the cookie instead of replacing it;
-//! - caches the upload action token (`user/get_action_token`, spec §1.5).
+//! - caches the upload action token (`user/get_action_token`, spec §1.5);
+//! - when the cookie is refused, logs one line naming `MEDIAFIRE_COOKIE` /
+//!   `--cookie` and fails calls locally for a short cool-down.
 //!
 //! Secrets never leave this module except as request parameters/headers:
 //! nothing here logs them, and `Debug` prints none.
