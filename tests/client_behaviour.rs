@@ -1424,3 +1424,34 @@ async fn bad_names_never_reach_mediafire() {
     );
     assert_eq!(fake.total(), 0);
 }
+
+#[tokio::test]
+async fn rename_whose_reply_was_lost_is_not_reported_as_a_clash() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let fake = Fake::start(move |req| {
+        basics(req).unwrap_or_else(|| match req.action.as_str() {
+            // The first rename happens, but its reply is a gateway error.
+            "file/update" if n2.fetch_add(1, Ordering::SeqCst) == 0 => {
+                raw(502, "<html>bad gateway</html>")
+            }
+            "file/update" => api_err(req, 143, "This file already exists"),
+            "file/get_info" => ok(
+                req,
+                json!({"file_info": {"quickkey": "q1", "filename": "new.txt", "size": "1"}}),
+            ),
+            _ => raw(500, ""),
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&fake, dir.path()).await;
+    c.rename_file("q1", "new.txt").await.unwrap();
+    // A genuine clash on the first attempt stays a clash.
+    n.store(1, Ordering::SeqCst);
+    assert_eq!(
+        c.rename_file("q1", "new.txt").await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(fake.count("file/get_info"), 1);
+}

@@ -9,6 +9,7 @@
 //! to `/work/shared/mediafire-api.md`.
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -636,7 +637,11 @@ impl Client {
             ("folder_key", folder_key.to_string()),
             ("foldername", foldername.to_string()),
         ];
-        self.call("folder/update", params, Idempotency::Idempotent)
+        let done = || async {
+            let f = self.folder_get_info(folder_key).await.ok()?;
+            (f.name == foldername).then_some(())
+        };
+        self.rename_call("folder/update", params, done)
             .await
             .map_err(|e| e.with_context("folder_key", folder_key))
     }
@@ -697,8 +702,12 @@ impl Client {
             ("quick_key", quickkey.to_string()),
             ("filename", filename.to_string()),
         ];
+        let done = || async {
+            let f = self.file_get_info(quickkey).await.ok()?;
+            (f.filename == filename).then_some(())
+        };
         let r = self
-            .call("file/update", params, Idempotency::Idempotent)
+            .rename_call("file/update", params, done)
             .await
             .map_err(|e| e.with_context("quickkey", quickkey));
         self.forget_link(quickkey);
@@ -747,6 +756,44 @@ impl Client {
             .map_err(|e| e.with_context("quickkey", quickkey));
         self.forget_link(quickkey);
         r
+    }
+
+    /// A rename, resent after temporary failures. If a resend is refused as
+    /// "name taken" (143/144), `done` checks whether the name taken is the
+    /// item's own, renamed by the attempt whose reply was lost.
+    async fn rename_call<D, DFut>(
+        &self,
+        action: &'static str,
+        params: Vec<(&'static str, String)>,
+        done: D,
+    ) -> Result<MutationResponse>
+    where
+        D: Fn() -> DFut,
+        DFut: Future<Output = Option<()>>,
+    {
+        let attempts = AtomicU32::new(0);
+        let payload = Payload::Form(params);
+        self.inner
+            .retry
+            .run(action, Idempotency::Idempotent, || async {
+                let first = attempts.fetch_add(1, Ordering::SeqCst) == 0;
+                match self
+                    .call_once(action, TokenKind::Session, payload.clone())
+                    .await
+                {
+                    Err(e) if !first && e.kind() == ErrorKind::AlreadyExists => {
+                        match done().await {
+                            Some(()) => {
+                                debug!(action, "renamed by an earlier attempt");
+                                Ok(MutationResponse::default())
+                            }
+                            None => Err(e),
+                        }
+                    }
+                    other => other,
+                }
+            })
+            .await
     }
 
     async fn delete_call(
