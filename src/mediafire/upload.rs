@@ -22,7 +22,6 @@
 //! produce a renamed duplicate (`keep`) nor destroy a file it did not know
 //! about (`replace`); a clash surfaces as `AlreadyExists` instead.
 
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -628,7 +627,7 @@ fn is_final_for_instant(e: &Error) -> bool {
 async fn read_unit(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<(Bytes, String)> {
     tokio::task::spawn_blocking(move || {
         let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset).map_err(|e| {
+        read_exact_at(&file, &mut buf, offset).map_err(|e| {
             let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 "spool file ended before the declared size, not sending"
             } else {
@@ -643,6 +642,28 @@ async fn read_unit(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<(B
     })
     .await
     .map_err(|e| Error::new(ErrorKind::Local, "unit reader task failed").with_source(e))?
+}
+
+/// Fills `buf` from `offset` without moving a shared file cursor, so units
+/// can be read in parallel from one handle.
+#[cfg(unix)]
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `Ok(true)` when the poll says done (with a quickkey), `Ok(false)` to keep
