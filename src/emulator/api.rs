@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
 
 use super::state::{
-    Emulator, File, Folder, MAX_DEPTH, RENEW_SAME_TOKEN_MS, ROOT, State, TRASH, Token, TokenKind,
-    Tree, changes_extension, is_valid_name, lock, now_ms, placed_name, random_hex,
+    Emulator, File, Folder, MAX_DEPTH, ROOT, State, TRASH, Token, TokenKind, Tree,
+    changes_extension, is_valid_name, lock, now_ms, placed_name, random_hex,
 };
 use super::{DuplicateAction, RenewMode};
 
@@ -171,8 +171,15 @@ pub(crate) fn created_pair(ms: i64) -> (String, String) {
     (created_local(ms), created_utc(ms))
 }
 
-fn enc(name: &str) -> String {
-    utf8_percent_encode(name, NON_ALPHANUMERIC).to_string()
+/// Everything but RFC 3986 unreserved characters is escaped in link paths.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+pub(crate) fn enc(name: &str) -> String {
+    utf8_percent_encode(name, PATH_SEGMENT).to_string()
 }
 
 fn permissions() -> Value {
@@ -362,7 +369,7 @@ pub(crate) fn user_renew_session_token(
     let Some(t) = state.tokens.get_mut(&token) else {
         return Err(ApiError::new(105));
     };
-    let young = now - t.renewed_ms < RENEW_SAME_TOKEN_MS;
+    let young = now - t.renewed_ms < emu.config.renew_same_token_secs as i64 * 1000;
     let result = if young || emu.config.renew_mode == RenewMode::Extend {
         t.expires_ms = now + ttl;
         if !young {

@@ -135,6 +135,11 @@ pub struct EmulatorConfig {
     #[arg(long, value_enum, default_value_t = RenewMode::New)]
     pub renew_mode: RenewMode,
 
+    /// Age in seconds below which `renew_session_token` returns the same token unchanged
+    /// (§1.4: five minutes). Default 300.
+    #[arg(long, default_value_t = 300)]
+    pub renew_same_token_secs: u64,
+
     /// Lifetime of a direct download link in seconds; afterwards it answers 403. Default 3600.
     #[arg(long, default_value_t = 3600)]
     pub link_ttl: u64,
@@ -201,6 +206,7 @@ impl Default for EmulatorConfig {
             data_dir: None,
             token_ttl: 600,
             renew_mode: RenewMode::New,
+            renew_same_token_secs: 300,
             link_ttl: 3600,
             download_redirect: false,
             duplicate_action: DuplicateAction::Skip,

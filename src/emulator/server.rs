@@ -774,10 +774,7 @@ async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Response<Body
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    let disposition = format!(
-        "attachment; filename*=UTF-8''{}",
-        percent_encoding::utf8_percent_encode(&file.name, percent_encoding::NON_ALPHANUMERIC)
-    );
+    let disposition = format!("attachment; filename*=UTF-8''{}", api::enc(&file.name));
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

@@ -30,8 +30,6 @@ pub(crate) const TRASH: &str = "trash";
 pub(crate) const MAX_NAME_CHARS: usize = 255;
 /// Deepest folder nesting (`system/get_limits` `folder_depth_limit`).
 pub(crate) const MAX_DEPTH: usize = 130;
-/// How long a session token younger than this is returned unchanged by renew (§1.4).
-pub(crate) const RENEW_SAME_TOKEN_MS: i64 = 300_000;
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

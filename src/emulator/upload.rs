@@ -479,7 +479,17 @@ where
             action,
             target,
         );
-        let s = &state.uploads[&key];
+        let explicit_target = p.get("quick_key").map(String::from);
+        let Some(s) = state.uploads.get_mut(&key) else {
+            return Err(ApiError::new(175));
+        };
+        // the unit request's own parameters win over those the check opened the session with
+        if p.get("action_on_duplicate").is_some() {
+            s.action = action;
+        }
+        if explicit_target.is_some() {
+            s.target = explicit_target;
+        }
         if unit_id >= s.received.len() as u64 || unit_size != unit_len(size, s.unit_size, unit_id) {
             return Err(ApiError::new(129));
         }
