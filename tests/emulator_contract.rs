@@ -1238,10 +1238,9 @@ async fn simple_upload_raw_and_multipart() {
     let d = e.poll_until_done(&key).await;
     assert_eq!(e.download(s(&d["quickkey"])).await, data);
 
-    let body = format!(
-        "--B0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.txt\"\r\n\
+    let body = "--B0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.txt\"\r\n\
 Content-Type: text/plain\r\n\r\nmultipart body\r\n--B0--\r\n"
-    );
+        .to_string();
     let r: Value = e
         .http
         .post(e.url("/api/1.5/upload/simple.php"))
@@ -1669,7 +1668,7 @@ async fn large_upload_streams_through_the_data_dir() {
     let mut stream = r.bytes_stream();
     use futures_util::StreamExt;
     while let Some(chunk) = stream.next().await {
-        hasher.update(&chunk.unwrap());
+        hasher.update(chunk.unwrap());
     }
     assert_eq!(hex::encode(hasher.finalize()), sha(&data));
 }

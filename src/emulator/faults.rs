@@ -118,7 +118,7 @@ impl FaultState {
     /// Decides whether this API call fails transiently, and how.
     pub fn random_failure(&self, rng: &mut StdRng) -> Option<Injected> {
         let rate = self.faults.fail_rate;
-        if !(rate > 0.0) || rng.random::<f64>() >= rate {
+        if rate.is_nan() || rate <= 0.0 || rng.random::<f64>() >= rate {
             return None;
         }
         Some(self.pick_mode(rng))

@@ -260,11 +260,11 @@ fn action_of(path: &str) -> String {
 }
 
 fn query_params(req_query: Option<&str>, params: &mut Params) {
-    if let Some(q) = req_query {
-        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(q) {
-            for (k, v) in pairs {
-                params.insert(k, v);
-            }
+    if let Some(q) = req_query
+        && let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+    {
+        for (k, v) in pairs {
+            params.insert(k, v);
         }
     }
 }
@@ -443,22 +443,23 @@ async fn api_call(
     query_params(parts.uri.query(), &mut params);
     let data_upload = matches!(action.as_str(), "upload/simple" | "upload/resumable");
     let mut body = Some(body);
-    if !data_upload && parts.method == Method::POST {
-        if let Some(b) = body.take() {
-            let Some(bytes) = read_limited(b, FORM_LIMIT).await else {
-                return Ok(api_error(emu, &action, &ApiError::new(129)));
-            };
-            form_params(&parts.headers, &bytes, &mut params);
-        }
+    if !data_upload
+        && parts.method == Method::POST
+        && let Some(b) = body.take()
+    {
+        let Some(bytes) = read_limited(b, FORM_LIMIT).await else {
+            return Ok(api_error(emu, &action, &ApiError::new(129)));
+        };
+        form_params(&parts.headers, &bytes, &mut params);
     }
 
     let optional_token = matches!(action.as_str(), "upload/poll_upload" | "system/get_limits");
     let allow_action = action.starts_with("upload/");
     let token = params.get("session_token").map(String::from);
-    if token.is_some() || !optional_token {
-        if let Err(e) = api::check_token(emu, token.as_deref(), allow_action) {
-            return Ok(api_error(emu, &action, &e));
-        }
+    if (token.is_some() || !optional_token)
+        && let Err(e) = api::check_token(emu, token.as_deref(), allow_action)
+    {
+        return Ok(api_error(emu, &action, &e));
     }
     let caller = Caller { token };
 

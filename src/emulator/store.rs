@@ -270,7 +270,7 @@ impl Store {
                 file.seek(io::SeekFrom::Start(start)).await?;
                 let reader = file.take(len);
                 let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK);
-                Ok(Box::pin(stream.map(|r| r.map(Bytes::from))))
+                Ok(Box::pin(stream.map(|r| r)))
             }
         }
     }

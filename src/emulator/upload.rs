@@ -313,10 +313,10 @@ pub(crate) fn upload_instant(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, 
 
     let now = now_ms();
     let mut state = lock(&emu.state);
-    if let Some(t) = &target {
-        if !state.tree.files.contains_key(t) {
-            return Err(ApiError::new(110));
-        }
+    if let Some(t) = &target
+        && !state.tree.files.contains_key(t)
+    {
+        return Err(ApiError::new(110));
     }
     let replaced = target
         .as_ref()
@@ -682,10 +682,10 @@ where
     B::Error: std::fmt::Display,
 {
     let mut params = p.clone();
-    if let Some(n) = part_filename {
-        if h.get("x-filename").is_none() {
-            params.insert("filename".into(), n);
-        }
+    if let Some(n) = part_filename
+        && h.get("x-filename").is_none()
+    {
+        params.insert("filename".into(), n);
     }
     let uh = upload_headers(emu, h, &params)?;
     let action = params.duplicate_action(emu.config.duplicate_action)?;
