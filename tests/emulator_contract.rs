@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mediafire_dav::emulator::{self, EmulatorConfig, EmulatorHandle, FailMode, Faults};
 use reqwest::StatusCode;
+use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -238,7 +239,11 @@ impl Emu {
             .http
             .post(self.url("/api/1.5/upload/resumable.php"))
             .query(&q)
-            .header("x-filename", name)
+            // raw UTF-8, as AL/OL send it
+            .header(
+                "x-filename",
+                HeaderValue::from_bytes(name.as_bytes()).unwrap(),
+            )
             .header("x-filesize", data.len().to_string())
             .header("x-filehash", &data.hash)
             .header("x-unit-id", id.to_string())
@@ -1258,6 +1263,51 @@ Content-Type: text/plain\r\n\r\nmultipart body\r\n--B0--\r\n"
     assert_eq!(e.download(s(&d["quickkey"])).await, b"multipart body");
     let st = e.stats().await;
     assert_eq!(st["upload_simple_bytes"], json!(data.len() + 14));
+}
+
+#[tokio::test]
+async fn multipart_simple_upload_with_token_field() {
+    let e = start(config()).await;
+    let body = format!(
+        "--B1\r\nContent-Disposition: form-data; name=\"session_token\"\r\n\r\n{}\r\n\
+--B1\r\nContent-Disposition: form-data; name=\"Filedata\"; filename=\"f.txt\"\r\n\r\n\
+field token\r\n--B1--\r\n",
+        e.token
+    );
+    let post = |body: String| {
+        e.http
+            .post(e.url("/api/1.5/upload/simple.php"))
+            .header("content-type", "multipart/form-data; boundary=B1")
+            .body(body)
+            .send()
+    };
+    let r = post(body).await.unwrap().json_value().await;
+    assert_eq!(r["response"]["result"], "Success", "{r}");
+    let key = s(&r["response"]["doupload"]["key"]).to_string();
+    let d = e.poll_until_done(&key).await;
+    assert_eq!(d["filename"], "f.txt");
+    assert_eq!(e.download(s(&d["quickkey"])).await, b"field token");
+    // no token anywhere → 104
+    let body = "--B1\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g.txt\"\r\n\r\n\
+x\r\n--B1--\r\n"
+        .to_string();
+    let r = post(body).await.unwrap().json_value().await;
+    assert_eq!(r["response"]["error"], json!(104));
+}
+
+#[tokio::test]
+async fn raw_utf8_filenames_round_trip() {
+    let e = start(config()).await;
+    let name = "naïve résumé 日本.txt";
+    let d = e.upload("", name, &content(10, 1), &[]).await;
+    assert_eq!(d["filename"], name);
+    let files = e.list("", "files").await;
+    assert_eq!(files[0]["filename"], name);
+    let link = e.direct_link(s(&d["quickkey"])).await;
+    assert!(
+        link.ends_with("/na%C3%AFve%20r%C3%A9sum%C3%A9%20%E6%97%A5%E6%9C%AC.txt"),
+        "{link}"
+    );
 }
 
 #[tokio::test]

@@ -56,6 +56,7 @@
 
 mod api;
 mod faults;
+mod multipart;
 mod server;
 mod state;
 mod store;
@@ -242,6 +243,7 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     let emu = Arc::new(state::Emulator::open(config, base_url).await?);
+    upload::resume_pending(&emu);
     let server = server::spawn(emu.clone(), listener);
     tracing::debug!(%addr, "emulator started");
     Ok(EmulatorHandle { emu, addr, server })

@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 
 use super::api::{self, ApiError, Caller, Fields, Params};
 use super::faults::{Faults, Injected};
+use super::multipart;
 use super::state::{Emulator, lock, now_ms};
 use super::upload;
 
@@ -36,8 +37,6 @@ type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Largest form body accepted on ordinary API calls.
 const FORM_LIMIT: usize = 1024 * 1024;
-/// Largest multipart `upload/simple` body (multipart is parsed in memory; raw bodies stream).
-const MULTIPART_UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
 const API_VERSION: &str = "1.5";
 
 /// The running accept loop.
@@ -276,77 +275,6 @@ fn content_type(h: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-fn boundary_of(content_type_header: &HeaderMap) -> Option<String> {
-    let ct = content_type_header
-        .get(header::CONTENT_TYPE)?
-        .to_str()
-        .ok()?;
-    ct.split(';').map(str::trim).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// One part of a multipart form.
-pub(crate) struct Part {
-    pub name: String,
-    pub filename: Option<String>,
-    pub data: Bytes,
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn disposition_value(headers: &str, key: &str) -> Option<String> {
-    let line = headers
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))?;
-    line.split(';').map(str::trim).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// Parses a `multipart/form-data` body held in memory.
-pub(crate) fn parse_multipart(body: &Bytes, boundary: &str) -> Vec<Part> {
-    let delim = format!("--{boundary}");
-    let next_delim = format!("\r\n--{boundary}");
-    let mut parts = Vec::new();
-    let Some(first) = find(body, delim.as_bytes()) else {
-        return parts;
-    };
-    let mut pos = first + delim.len();
-    loop {
-        let rest = &body[pos..];
-        if rest.starts_with(b"--") || rest.len() < 2 {
-            break;
-        }
-        let start = pos + if rest.starts_with(b"\r\n") { 2 } else { 0 };
-        let Some(len) = find(&body[start..], next_delim.as_bytes()) else {
-            break;
-        };
-        let part = &body[start..start + len];
-        if let Some(split) = find(part, b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&part[..split]).to_string();
-            if let Some(name) = disposition_value(&headers, "name") {
-                parts.push(Part {
-                    name,
-                    filename: disposition_value(&headers, "filename"),
-                    data: body.slice(start + split + 4..start + len),
-                });
-            }
-        }
-        pos = start + len + next_delim.len();
-    }
-    parts
-}
-
 async fn read_limited(body: Incoming, limit: usize) -> Option<Bytes> {
     Limited::new(body, limit)
         .collect()
@@ -359,8 +287,8 @@ async fn read_limited(body: Incoming, limit: usize) -> Option<Bytes> {
 fn form_params(h: &HeaderMap, body: &Bytes, params: &mut Params) {
     let ct = content_type(h);
     if ct.starts_with("multipart/form-data") {
-        if let Some(b) = boundary_of(h) {
-            for part in parse_multipart(body, &b) {
+        if let Some(b) = multipart::boundary(h) {
+            for part in multipart::parse(body, &b) {
                 if part.filename.is_none() {
                     params.insert(part.name, String::from_utf8_lossy(&part.data).to_string());
                 }
@@ -456,7 +384,12 @@ async fn api_call(
     let optional_token = matches!(action.as_str(), "upload/poll_upload" | "system/get_limits");
     let allow_action = action.starts_with("upload/");
     let token = params.get("session_token").map(String::from);
-    if (token.is_some() || !optional_token)
+    // a multipart upload/simple may carry its token as a form field before the file part
+    let deferred = action == "upload/simple"
+        && token.is_none()
+        && multipart::boundary(&parts.headers).is_some();
+    if !deferred
+        && (token.is_some() || !optional_token)
         && let Err(e) = api::check_token(emu, token.as_deref(), allow_action)
     {
         return Ok(api_error(emu, &action, &e));
@@ -477,32 +410,28 @@ async fn api_call(
     Ok(envelope(emu, &action, result))
 }
 
+/// `upload/simple` with a raw body, or with a multipart body whose file part is streamed.
 async fn simple_upload(
     emu: &Arc<Emulator>,
     params: &Params,
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Fields, ApiError> {
-    if !content_type(headers).starts_with("multipart/form-data") {
+    let Some(boundary) = multipart::boundary(headers) else {
         return upload::upload_simple(emu, params, headers, body, None).await;
-    }
-    let boundary = boundary_of(headers).ok_or(ApiError::new(129))?;
-    let bytes = read_limited(body, MULTIPART_UPLOAD_LIMIT)
-        .await
-        .ok_or(ApiError::new(129))?;
+    };
+    let part = match multipart::first_file_part(body, &boundary, FORM_LIMIT).await {
+        Ok(Some(part)) => part,
+        Ok(None) => return Err(ApiError::new(128)),
+        Err(_) => return Err(ApiError::new(129)),
+    };
     let mut params = params.clone();
-    let mut file = None;
-    for part in parse_multipart(&bytes, &boundary) {
-        if part.filename.is_some() || matches!(part.name.as_str(), "file" | "Filedata") {
-            if file.is_none() {
-                file = Some((part.filename, part.data));
-            }
-        } else {
-            params.insert(part.name, String::from_utf8_lossy(&part.data).to_string());
-        }
+    for (k, v) in part.fields {
+        params.insert(k, v);
     }
-    let (name, data) = file.ok_or(ApiError::new(128))?;
-    upload::upload_simple(emu, &params, headers, Full::new(data), name).await
+    // the token may have come in the query (checked already) or as a field (checked here)
+    api::check_token(emu, params.get("session_token"), true)?;
+    upload::upload_simple(emu, &params, headers, part.body, part.filename).await
 }
 
 fn dispatch(
@@ -910,20 +839,5 @@ mod tests {
         assert_eq!(parse_range(Some(&v("bytes=0-1,5-6")), 100), Ok(None));
         assert_eq!(parse_range(Some(&v("items=0-1")), 100), Ok(None));
         assert_eq!(parse_range(None, 100), Ok(None));
-    }
-
-    #[test]
-    fn multipart_fields_and_files_are_split() {
-        let body = Bytes::from_static(
-            b"--XyZ\r\nContent-Disposition: form-data; name=\"session_token\"\r\n\r\nabc\r\n\
---XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
-Content-Type: text/plain\r\n\r\nhello\r\nworld\r\n--XyZ--\r\n",
-        );
-        let parts = parse_multipart(&body, "XyZ");
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].name, "session_token");
-        assert_eq!(&parts[0].data[..], b"abc");
-        assert_eq!(parts[1].filename.as_deref(), Some("a.txt"));
-        assert_eq!(&parts[1].data[..], b"hello\r\nworld");
     }
 }

@@ -162,6 +162,38 @@ fn destination(emu: &Emulator, p: &Params) -> Result<String, ApiError> {
     }
 }
 
+/// Finished upload sessions answer polls for this long, then are forgotten.
+const FINISHED_SESSION_MS: i64 = 3600 * 1000;
+
+/// Forgets finished sessions older than [`FINISHED_SESSION_MS`]. Sessions still receiving units
+/// are kept: a client may resume them at any time (their units stay in the store).
+fn prune_finished(state: &mut State, now: i64) {
+    state.uploads.retain(|_, s| {
+        !matches!(s.phase, Phase::Done { .. } | Phase::Failed { .. })
+            || now - s.updated_ms < FINISHED_SESSION_MS
+    });
+}
+
+/// Picks up uploads a restart interrupted: an assembling upload is assembled again, a verifying
+/// one completes after the rest of its delay.
+pub(crate) fn resume_pending(emu: &Arc<Emulator>) {
+    let pending: Vec<(String, Phase)> = lock(&emu.state)
+        .uploads
+        .values()
+        .filter(|s| matches!(s.phase, Phase::Assembling | Phase::Verifying { .. }))
+        .map(|s| (s.key.clone(), s.phase.clone()))
+        .collect();
+    for (key, phase) in pending {
+        match phase {
+            Phase::Assembling => {
+                let emu = emu.clone();
+                tokio::spawn(async move { assemble_and_verify(&emu, &key).await });
+            }
+            verifying => set_phase(emu, &key, verifying),
+        }
+    }
+}
+
 /// Finds the open session for this file or opens one.
 fn session_for(
     state: &mut State,
@@ -181,6 +213,7 @@ fn session_for(
     }) {
         return s.key.clone();
     }
+    prune_finished(state, now_ms());
     let key = loop {
         let k = random_key(&mut state.rng, 11);
         if !state.uploads.contains_key(&k) {
@@ -707,6 +740,7 @@ where
         && uh.hash.as_deref().is_none_or(|x| x == stored.hash);
     let key = {
         let mut state = lock(&emu.state);
+        prune_finished(&mut state, now_ms());
         let key = loop {
             let k = random_key(&mut state.rng, 11);
             if !state.uploads.contains_key(&k) {
