@@ -919,6 +919,53 @@ async fn file_info_links_update_move_copy_delete() {
 }
 
 #[tokio::test]
+async fn names_can_collide_case_insensitively() {
+    let e = start(EmulatorConfig {
+        case_insensitive_names: true,
+        ..config()
+    })
+    .await;
+    e.h.seed_file("/Report.TXT", b"x");
+    let check = e.check("", "report.txt", &content(3, 1)).await;
+    assert_eq!(check["file_exists"], "yes");
+    e.ok("folder/create", &[("foldername", "Dir")]).await;
+    let r = e.ok("folder/create", &[("foldername", "DIR")]).await;
+    assert_eq!(r["name"], "DIR(1)");
+    // the default is case-sensitive
+    let e = start(config()).await;
+    e.h.seed_file("/Report.TXT", b"x");
+    let check = e.check("", "report.txt", &content(3, 1)).await;
+    assert_eq!(check["file_exists"], "no");
+}
+
+#[tokio::test]
+async fn invalid_settings_are_refused() {
+    let bad = EmulatorConfig {
+        error_status: 42,
+        ..config()
+    };
+    let err = emulator::start(bad).await.err().expect("refused");
+    assert!(err.to_string().contains("--error-status"), "{err}");
+    let e = start(config()).await;
+    let r = e
+        .http
+        .post(e.url("/__emulator/faults"))
+        .body(r#"{"fail_rate": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = e
+        .http
+        .post(e.url("/__emulator/faults"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
 async fn extension_change_can_be_forbidden() {
     let e = start(EmulatorConfig {
         forbid_extension_change: true,

@@ -632,7 +632,15 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
     } else {
         folder_arg(tree, p, "folder_key", "folder_path")?
     };
-    let mut entries: Vec<(String, u64, i64, u64, Value)> = if content_type == "files" {
+    // sort light rows first; JSON is built for the requested page only
+    struct Row<'a> {
+        name: String,
+        size: u64,
+        created: i64,
+        downloads: u64,
+        key: &'a str,
+    }
+    let mut entries: Vec<Row> = if content_type == "files" {
         let files: Vec<&File> = if trash {
             tree.files
                 .values()
@@ -648,9 +656,12 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         };
         files
             .into_iter()
-            .map(|f| {
-                let v = file_json(emu, tree, f, false);
-                (f.name.to_lowercase(), f.size, f.created_ms, f.downloads, v)
+            .map(|f| Row {
+                name: f.name.to_lowercase(),
+                size: f.size,
+                created: f.created_ms,
+                downloads: f.downloads,
+                key: &f.key,
             })
             .collect()
     } else {
@@ -669,24 +680,25 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         };
         folders
             .into_iter()
-            .map(|f| {
-                let v = folder_json(tree, f, details, false);
-                (f.name.to_lowercase(), 0, f.created_ms, 0, v)
+            .map(|f| Row {
+                name: f.name.to_lowercase(),
+                size: 0,
+                created: f.created_ms,
+                downloads: 0,
+                key: &f.key,
             })
             .collect()
     };
     entries.sort_by(|a, b| {
         let primary = match order_by {
-            "created" => a.2.cmp(&b.2),
-            "size" => a.1.cmp(&b.1),
-            "downloads" => a.3.cmp(&b.3),
+            "created" => a.created.cmp(&b.created),
+            "size" => a.size.cmp(&b.size),
+            "downloads" => a.downloads.cmp(&b.downloads),
             _ => std::cmp::Ordering::Equal,
         };
-        primary.then_with(|| a.0.cmp(&b.0)).then_with(|| {
-            let ka = a.4.get("quickkey").or(a.4.get("folderkey"));
-            let kb = b.4.get("quickkey").or(b.4.get("folderkey"));
-            ka.and_then(Value::as_str).cmp(&kb.and_then(Value::as_str))
-        })
+        primary
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.key.cmp(b.key))
     });
     if descending {
         entries.reverse();
@@ -696,7 +708,16 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         .iter()
         .skip(start)
         .take(chunk_size as usize)
-        .map(|e| e.4.clone())
+        .filter_map(|row| {
+            if content_type == "files" {
+                tree.files
+                    .get(row.key)
+                    .map(|f| file_json(emu, tree, f, false))
+            } else {
+                let f = tree.folders.get(row.key)?;
+                Some(folder_json(tree, f, details, false))
+            }
+        })
         .collect();
     let more = entries.len() > start + chunk_size as usize;
     let revision = tree

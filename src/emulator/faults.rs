@@ -67,6 +67,19 @@ pub struct Faults {
     pub fail_upload_unit: u64,
 }
 
+impl Faults {
+    /// Checks the values: `fail_rate` must be a number from 0 to 1.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.fail_rate) {
+            return Err(format!(
+                "fail_rate must be between 0 and 1 (got {})",
+                self.fail_rate
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A transient failure decided for one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Injected {

@@ -235,8 +235,24 @@ pub struct EmulatorHandle {
     server: server::Running,
 }
 
+impl EmulatorConfig {
+    /// Checks the values that flags cannot check by type.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(200..=599).contains(&self.error_status) {
+            anyhow::bail!(
+                "emulator: --error-status {} is not an HTTP status (200-599)",
+                self.error_status
+            );
+        }
+        self.faults
+            .validate()
+            .map_err(|e| anyhow::anyhow!("emulator: faults: {e}"))
+    }
+}
+
 /// Binds the listener, loads the data directory if any, and serves in a background task.
 pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
+    config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("emulator: binding {}: {e}", config.listen))?;

@@ -754,6 +754,11 @@ async fn admin(emu: &Arc<Emulator>, req: Request<Incoming>, remote: SocketAddr) 
                 return text(StatusCode::BAD_REQUEST, "text/plain", "body too large\n");
             };
             match serde_json::from_slice::<Faults>(&body) {
+                Ok(f) if f.validate().is_err() => text(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    &format!("faults: {}\n", f.validate().err().unwrap_or_default()),
+                ),
                 Ok(f) => {
                     emu.set_faults(f.clone());
                     json_response(

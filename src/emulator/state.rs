@@ -235,7 +235,8 @@ impl Emulator {
                 // debounce: one save for a burst of mutations
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let Some(emu) = weak.upgrade() else { return };
-                if let Err(e) = emu.save_now() {
+                let saved = tokio::task::spawn_blocking(move || emu.save_now()).await;
+                if let Ok(Err(e)) = saved {
                     tracing::warn!(error = %e, "emulator: saving state failed");
                 }
             }
