@@ -1645,6 +1645,28 @@ async fn fault_nth_unit_fails_and_upload_resumes() {
 }
 
 #[tokio::test]
+async fn fault_unit_hash_mismatch_and_latency() {
+    let e = start(config()).await;
+    e.h.set_faults(Faults {
+        unit_hash_mismatch: 1,
+        latency_ms: 200,
+        ..Faults::default()
+    });
+    let data = content(100, 1);
+    let started = std::time::Instant::now();
+    let (status, r) = e.unit(&e.token, &[], "m.bin", &data, 4 * MIB, 0).await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(status, 400);
+    assert_eq!(r["error"], json!(304));
+    let (status, r) = e.unit(&e.token, &[], "m.bin", &data, 4 * MIB, 0).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        e.stats().await["faults_injected"]["unit_hash_mismatch"],
+        json!(1)
+    );
+}
+
+#[tokio::test]
 async fn error_status_is_configurable() {
     let e = start(EmulatorConfig {
         error_status: 200,

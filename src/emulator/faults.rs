@@ -65,6 +65,15 @@ pub struct Faults {
     /// transient error; 0 = never. Default 0.
     #[arg(long, default_value_t = 0)]
     pub fail_upload_unit: u64,
+
+    /// Answer the N-th `upload/resumable` request (counted like `fail_upload_unit`) with error
+    /// 304, as if the unit had been damaged on the way; 0 = never. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub unit_hash_mismatch: u64,
+
+    /// Extra delay before every API call is answered, in milliseconds. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
 }
 
 impl Faults {
@@ -86,6 +95,8 @@ pub(crate) enum Injected {
     Error100,
     Html403,
     Drop,
+    /// Error 304 on a unit request (not a transient failure: the client must resend the unit).
+    UnitHash304,
 }
 
 /// The switches plus the bookkeeping they need.
@@ -137,18 +148,16 @@ impl FaultState {
         Some(self.pick_mode(rng))
     }
 
-    /// Counts one `upload/resumable` request; the N-th one fails.
+    /// Counts one `upload/resumable` request: the `fail_upload_unit`-th one fails transiently,
+    /// the `unit_hash_mismatch`-th one answers 304.
     pub fn unit_request_fails(&mut self, rng: &mut StdRng) -> Option<Injected> {
         self.unit_requests += 1;
-        let n = self.faults.fail_upload_unit;
-        if n != 0 && self.unit_requests == n {
-            return Some(match self.faults.fail_mode {
-                // a unit failure must reach the client as an answer it can retry
-                FailMode::Drop => Injected::Drop,
-                FailMode::Html403 => Injected::Html403,
-                FailMode::Error100 => Injected::Error100,
-                FailMode::Mixed => self.pick_mode(rng),
-            });
+        let nth = |n: u64| n != 0 && self.unit_requests == n;
+        if nth(self.faults.fail_upload_unit) {
+            return Some(self.pick_mode(rng));
+        }
+        if nth(self.faults.unit_hash_mismatch) {
+            return Some(Injected::UnitHash304);
         }
         None
     }

@@ -46,6 +46,24 @@
 //!   items answer 211; `purge` removes for good. Content stays in the blob store after a purge,
 //!   so `upload/check` still says `hash_exists` and `upload/instant` works.
 //! - Storage use counts every file not purged (the trash included).
+//! - Upload sessions are keyed by (folder, name, hash, size): `upload/check` opens one (with
+//!   `resumable=yes`) and reports its bitmap on every later check until the file is complete;
+//!   a unit request's own `action_on_duplicate` / `quick_key` override the check's. Sessions
+//!   still receiving units never expire; finished ones answer polls for an hour. Unit requests
+//!   for a session that already has every unit are answered with its state, not stored again.
+//! - `path` on upload calls is resolved below `folder_key`, creating missing folders (also on
+//!   `upload/check`, which then returns their `folder_key`).
+//! - Content is kept after the last file using it is purged (never garbage-collected).
+//! - Uploads finishing during an asynchronous operation are not refused with 208.
+//! - Multipart `upload/simple` bodies are streamed: the fields before the file part (up to
+//!   1 MiB) are read, the file part goes to the store; `session_token` may be one of the fields.
+//!
+//! # Faults
+//!
+//! See [`Faults`]: transient failures at a rate (`error100`, `html403`, `drop`, `mixed`), a
+//! per-second rate limit (163), asynchronous move/copy/delete/purge (208 meanwhile), periodic
+//! token expiry, a poll delay, the N-th unit request failing or answering 304, and latency.
+//! They apply to `/api/` calls only.
 //!
 //! # Stats
 //!

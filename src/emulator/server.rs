@@ -239,6 +239,10 @@ fn injected(emu: &Emulator, action: &str, kind: Injected) -> Result<Response<Bod
             emu.count_fault("drop");
             Err(dropped())
         }
+        Injected::UnitHash304 => {
+            emu.count_fault("unit_hash_mismatch");
+            Ok(api_error(emu, action, &ApiError::new(304)))
+        }
     }
 }
 
@@ -344,6 +348,10 @@ async fn api_call(
     emu.count_api_call(&action);
 
     // faults first: a rate-limited or failing server never looks at the request
+    let latency = lock(&emu.faults).faults.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
     let fault = {
         let mut faults = lock(&emu.faults);
         let mut rng = lock(&emu.fault_rng);
