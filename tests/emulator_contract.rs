@@ -1262,6 +1262,43 @@ async fn zero_byte_uploads_are_rejected() {
     assert_eq!(d["fileerror"], "2");
     assert_eq!(d["quickkey"], "");
     assert!(e.list("", "files").await.is_empty());
+    // the empty content is never "known": no instant upload of it either
+    let empty = sha(b"");
+    let check = e.check("", "empty.txt", &Payload::new(Vec::new())).await;
+    assert_eq!(check["hash_exists"], "no");
+    e.err(
+        "upload/instant",
+        &[("filename", "e.txt"), ("hash", &empty), ("size", "0")],
+        265,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_uploads_are_refused_up_front() {
+    let e = start(EmulatorConfig {
+        max_upload_size: 1000,
+        ..config()
+    })
+    .await;
+    let huge = u64::MAX.to_string();
+    let hash = sha(b"x");
+    e.err(
+        "upload/check",
+        &[
+            ("filename", "h"),
+            ("size", &huge),
+            ("hash", &hash),
+            ("resumable", "yes"),
+        ],
+        282,
+    )
+    .await;
+    let (status, r) = e
+        .unit(&e.token, &[], "h.bin", &content(1001, 1), 4 * MIB, 0)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(r["error"], json!(282));
 }
 
 #[tokio::test]

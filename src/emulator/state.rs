@@ -150,6 +150,8 @@ pub(crate) struct Emulator {
     pub fault_rng: Mutex<StdRng>,
     state_file: Option<PathBuf>,
     save_needed: Arc<Notify>,
+    /// One writer of `state.json` at a time (the debounced saver and the shutdown flush).
+    save_lock: Mutex<()>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,6 +221,7 @@ impl Emulator {
             fault_rng: Mutex::new(fault_rng),
             state_file,
             save_needed: Arc::new(Notify::new()),
+            save_lock: Mutex::new(()),
         })
     }
 
@@ -255,6 +258,7 @@ impl Emulator {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
+        let _writer = lock(&self.save_lock);
         let text = {
             let state = lock(&self.state);
             serde_json::to_vec(&*state)?

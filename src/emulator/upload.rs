@@ -272,9 +272,13 @@ pub(crate) fn upload_check(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Ap
     let resumable = p.get("resumable") == Some("yes");
     let action = p.duplicate_action(emu.config.duplicate_action)?;
     let folder = destination(emu, p)?;
+    if size.is_some_and(|s| s > emu.config.max_upload_size) {
+        return Err(ApiError::new(282));
+    }
+    // MediaFire stores no empty files, so the empty content is never "known"
     let hash_exists = hash
         .as_deref()
-        .is_some_and(|h| emu.store.blob_size(h).is_some());
+        .is_some_and(|h| emu.store.blob_size(h).is_some_and(|s| s > 0));
 
     let mut state = lock(&emu.state);
     let tree = &state.tree;
@@ -283,9 +287,12 @@ pub(crate) fn upload_check(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Ap
     let in_account = hash
         .as_deref()
         .is_some_and(|h| tree.files.values().any(|f| f.hash == h));
+    // the folder may have been purged since `destination` looked it up
+    let Some(dest) = tree.folders.get(&folder) else {
+        return Err(ApiError::new(112));
+    };
     let in_folder = hash.as_deref().is_some_and(|h| {
-        tree.folders[&folder]
-            .child_files
+        dest.child_files
             .iter()
             .filter_map(|k| tree.files.get(k))
             .any(|f| f.deleted_ms.is_none() && f.hash == h)
@@ -336,7 +343,7 @@ pub(crate) fn upload_instant(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, 
         Some(_) => p.number("size", 0)?,
     };
     match emu.store.blob_size(&hash) {
-        None => return Err(ApiError::new(265)),
+        None | Some(0) => return Err(ApiError::new(265)),
         Some(s) if s != size => return Err(ApiError::new(129)),
         Some(_) => {}
     }
@@ -487,6 +494,9 @@ where
     let (Some(size), Some(hash)) = (uh.size, uh.hash) else {
         return Err(ApiError::new(128));
     };
+    if size > emu.config.max_upload_size {
+        return Err(ApiError::new(282));
+    }
     let unit_id: u64 = header(h, "x-unit-id")
         .ok_or(ApiError::new(128))?
         .parse()
