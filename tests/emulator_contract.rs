@@ -1577,6 +1577,66 @@ async fn fault_error100_html403_and_drop() {
 }
 
 #[tokio::test]
+async fn fault_mixed_mode_and_partial_rate() {
+    let e = start(config()).await;
+    e.h.set_faults(Faults {
+        fail_rate: 1.0,
+        fail_mode: FailMode::Mixed,
+        ..Faults::default()
+    });
+    let (mut e500, mut e403, mut dropped) = (0, 0, 0);
+    for _ in 0..30 {
+        // a fresh client each time: a dropped connection must not poison the pool
+        let client = reqwest::Client::new();
+        match client
+            .post(e.url("/api/1.5/user/get_info.php"))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 500 => e500 += 1,
+            Ok(r) if r.status() == 403 => e403 += 1,
+            Ok(r) => panic!("unexpected status {}", r.status()),
+            Err(_) => dropped += 1,
+        }
+    }
+    assert!(
+        e500 > 0 && e403 > 0 && dropped > 0,
+        "{e500} {e403} {dropped}"
+    );
+
+    e.h.set_faults(Faults {
+        fail_rate: 0.5,
+        ..Faults::default()
+    });
+    let mut failures = 0;
+    for _ in 0..60 {
+        let (status, _) = e.call("user/get_info", &[]).await;
+        if status == 500 {
+            failures += 1;
+        }
+    }
+    assert!(
+        (10..=50).contains(&failures),
+        "{failures} of 60 failed at rate 0.5"
+    );
+}
+
+#[tokio::test]
+async fn seeded_emulators_make_the_same_keys() {
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let e = start(EmulatorConfig {
+            seed: Some(7),
+            ..EmulatorConfig::default()
+        })
+        .await;
+        let r = e.ok("folder/create", &[("foldername", "same")]).await;
+        keys.push((e.token.clone(), s(&r["folder_key"]).to_string()));
+    }
+    assert_eq!(keys[0], keys[1]);
+}
+
+#[tokio::test]
 async fn fault_rate_limit_answers_163() {
     let e = start(EmulatorConfig {
         faults: Faults {
