@@ -966,6 +966,25 @@ async fn invalid_settings_are_refused() {
 }
 
 #[tokio::test]
+async fn comma_lists_apply_completely_or_not_at_all() {
+    let e = start(config()).await;
+    let a = e.h.seed_file("/a.txt", b"a");
+    let b = e.h.seed_file("/b.txt", b"b");
+    let dst = e.h.seed_folder("/dst");
+    let bad = format!("{a},aaaaaaaaaaaaaaa");
+    e.err("file/delete", &[("quick_key", &bad)], 110).await;
+    assert_eq!(e.list("", "files").await.len(), 2, "nothing deleted");
+    let both = format!("{a},{b}");
+    let r = e
+        .ok("file/move", &[("quick_key", &both), ("folder_key", &dst)])
+        .await;
+    assert_eq!(r["new_names"], json!([]));
+    assert_eq!(e.list(&dst, "files").await.len(), 2);
+    e.ok("file/delete", &[("quick_key", &both)]).await;
+    assert!(e.list(&dst, "files").await.is_empty());
+}
+
+#[tokio::test]
 async fn extension_change_can_be_forbidden() {
     let e = start(EmulatorConfig {
         forbid_extension_change: true,

@@ -504,10 +504,11 @@ pub(crate) fn system_get_limits() -> Result<Fields, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // mutations
 
-/// Runs a mutation. It works on a copy of the tree that replaces the real one only on success.
+/// Runs a mutation. With several targets (`multi`) it works on a copy of the tree that replaces
+/// the real one only on success, so a comma list applies completely or not at all.
 /// With the `async_ops` fault and `asyncable`, the call answers at once with
 /// `asynchronous:"yes"` and the change lands after `async_ms` (other mutations meanwhile: 208).
-fn mutate<F>(emu: &Arc<Emulator>, asyncable: bool, op: F) -> Result<Fields, ApiError>
+fn mutate<F>(emu: &Arc<Emulator>, asyncable: bool, multi: bool, op: F) -> Result<Fields, ApiError>
 where
     F: Fn(&mut Tree, &mut StdRng, i64) -> Result<Fields, ApiError> + Send + 'static,
 {
@@ -519,6 +520,16 @@ where
     let mut state = lock(&emu.state);
     if state.async_until.is_some_and(|t| Instant::now() < t) {
         return Err(ApiError::new(208));
+    }
+    if !(asyncable && async_ops) && !multi {
+        // one target: every check comes before the first change, so no copy is needed
+        let State { tree, rng, .. } = &mut *state;
+        let mut out = op(tree, rng, now)?;
+        out.insert("new_device_revision".into(), json!(tree.device_revision));
+        out.insert("asynchronous".into(), json!("no"));
+        drop(state);
+        emu.mark_dirty();
+        return Ok(out);
     }
     let mut tree = state.tree.clone();
     let rng_before = state.rng.clone();
@@ -748,7 +759,7 @@ pub(crate) fn folder_create(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, A
     }
     let dup = p.duplicate_action(emu.config.folder_duplicate_action)?;
     let params = p.clone();
-    mutate(emu, false, move |tree, rng, now| {
+    mutate(emu, false, false, move |tree, rng, now| {
         let parent = folder_arg(tree, &params, "parent_key", "parent_path")?;
         if tree.folder_in_trash(&parent) {
             return Err(ApiError::new(211));
@@ -789,7 +800,7 @@ pub(crate) fn folder_create(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, A
 pub(crate) fn folder_update(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, ApiError> {
     let params = p.clone();
     let policy = emu.config.rename_collision;
-    mutate(emu, false, move |tree, _rng, _now| {
+    mutate(emu, false, false, move |tree, _rng, _now| {
         let key = match (params.get("folder_key"), params.get("folder_path")) {
             (None, None) => return Err(ApiError::new(113)),
             _ => folder_arg(tree, &params, "folder_key", "folder_path")?,
@@ -837,7 +848,7 @@ pub(crate) fn folder_move(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
     }
     let dst = p.get("folder_key_dst").map(String::from);
     let policy = emu.config.move_collision;
-    mutate(emu, true, move |tree, _rng, _now| {
+    mutate(emu, true, srcs.len() > 1, move |tree, _rng, _now| {
         let dst = live_destination(tree, dst.as_deref())?;
         let mut new_names = Vec::new();
         for src in &srcs {
@@ -871,7 +882,7 @@ pub(crate) fn folder_copy(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
     let dst = p.get("folder_key_dst").map(String::from);
     let policy = emu.config.move_collision;
     let limit = emu.config.storage_limit;
-    mutate(emu, true, move |tree, rng, now| {
+    mutate(emu, true, srcs.len() > 1, move |tree, rng, now| {
         let dst = live_destination(tree, dst.as_deref())?;
         let mut new_keys = Vec::new();
         for src in &srcs {
@@ -917,35 +928,45 @@ fn folder_targets(tree: &Tree, p: &Params) -> Result<Vec<String>, ApiError> {
 /// `folder/delete` (§3.7): into the trash; 209 when already there; 242 over 1000 files.
 pub(crate) fn folder_delete(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, ApiError> {
     let params = p.clone();
-    mutate(emu, true, move |tree, _rng, now| {
-        for key in folder_targets(tree, &params)? {
-            if key == ROOT {
-                return Err(ApiError::new(114));
+    mutate(
+        emu,
+        true,
+        p.list("folder_key").len() > 1,
+        move |tree, _rng, now| {
+            for key in folder_targets(tree, &params)? {
+                if key == ROOT {
+                    return Err(ApiError::new(114));
+                }
+                if tree.folder_in_trash(&key) {
+                    return Err(ApiError::new(209));
+                }
+                if tree.folder_totals(&key).0 > 1000 {
+                    return Err(ApiError::new(242));
+                }
+                tree.trash_folder(&key, now);
             }
-            if tree.folder_in_trash(&key) {
-                return Err(ApiError::new(209));
-            }
-            if tree.folder_totals(&key).0 > 1000 {
-                return Err(ApiError::new(242));
-            }
-            tree.trash_folder(&key, now);
-        }
-        Ok(Fields::new())
-    })
+            Ok(Fields::new())
+        },
+    )
 }
 
 /// `folder/purge` (§3.7): gone for good, from the trash or not.
 pub(crate) fn folder_purge(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, ApiError> {
     let params = p.clone();
-    mutate(emu, true, move |tree, _rng, _now| {
-        for key in folder_targets(tree, &params)? {
-            if key == ROOT {
-                return Err(ApiError::new(114));
+    mutate(
+        emu,
+        true,
+        p.list("folder_key").len() > 1,
+        move |tree, _rng, _now| {
+            for key in folder_targets(tree, &params)? {
+                if key == ROOT {
+                    return Err(ApiError::new(114));
+                }
+                tree.purge_folder(&key);
             }
-            tree.purge_folder(&key);
-        }
-        Ok(Fields::new())
-    })
+            Ok(Fields::new())
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1074,7 +1095,7 @@ pub(crate) fn file_update(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
     let params = p.clone();
     let policy = emu.config.rename_collision;
     let forbid_ext = emu.config.forbid_extension_change;
-    mutate(emu, false, move |tree, _rng, _now| {
+    mutate(emu, false, false, move |tree, _rng, _now| {
         let keys = file_targets(tree, &params)?;
         let [key] = keys.as_slice() else {
             return Err(ApiError::new(129));
@@ -1120,23 +1141,28 @@ pub(crate) fn file_update(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
 pub(crate) fn file_move(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, ApiError> {
     let params = p.clone();
     let policy = emu.config.move_collision;
-    mutate(emu, true, move |tree, _rng, _now| {
-        let keys = file_targets(tree, &params)?;
-        let dst = live_destination(tree, params.get("folder_key"))?;
-        let mut new_names = Vec::new();
-        for key in keys {
-            let f = tree.files[&key].clone();
-            if tree.file_in_trash(&f) {
-                return Err(ApiError::new(211));
+    mutate(
+        emu,
+        true,
+        p.list("quick_key").len() > 1,
+        move |tree, _rng, _now| {
+            let keys = file_targets(tree, &params)?;
+            let dst = live_destination(tree, params.get("folder_key"))?;
+            let mut new_names = Vec::new();
+            for key in keys {
+                let f = tree.files[&key].clone();
+                if tree.file_in_trash(&f) {
+                    return Err(ApiError::new(211));
+                }
+                let placed = placed_name(tree, &dst, &f.name, true, policy, Some(&key))?;
+                if placed != f.name {
+                    new_names.push(placed.clone());
+                }
+                tree.move_file(&key, &dst, &placed);
             }
-            let placed = placed_name(tree, &dst, &f.name, true, policy, Some(&key))?;
-            if placed != f.name {
-                new_names.push(placed.clone());
-            }
-            tree.move_file(&key, &dst, &placed);
-        }
-        Ok(fields(json!({"new_names": new_names})))
-    })
+            Ok(fields(json!({"new_names": new_names})))
+        },
+    )
 }
 
 /// `file/copy` (§3.12): answers `new_quickkeys`; 162 past the storage limit.
@@ -1144,50 +1170,65 @@ pub(crate) fn file_copy(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, ApiEr
     let params = p.clone();
     let policy = emu.config.move_collision;
     let limit = emu.config.storage_limit;
-    mutate(emu, true, move |tree, rng, now| {
-        let keys = file_targets(tree, &params)?;
-        let dst = live_destination(tree, params.get("folder_key"))?;
-        let mut new_keys = Vec::new();
-        for key in keys {
-            let f = tree.files[&key].clone();
-            if tree.file_in_trash(&f) {
-                return Err(ApiError::new(211));
+    mutate(
+        emu,
+        true,
+        p.list("quick_key").len() > 1,
+        move |tree, rng, now| {
+            let keys = file_targets(tree, &params)?;
+            let dst = live_destination(tree, params.get("folder_key"))?;
+            let mut new_keys = Vec::new();
+            for key in keys {
+                let f = tree.files[&key].clone();
+                if tree.file_in_trash(&f) {
+                    return Err(ApiError::new(211));
+                }
+                if tree.used_bytes() + f.size > limit {
+                    return Err(ApiError::new(162));
+                }
+                let placed = placed_name(tree, &dst, &f.name, true, policy, None)?;
+                new_keys.push(tree.create_file(&dst, &placed, &f.hash, f.size, rng, now));
             }
-            if tree.used_bytes() + f.size > limit {
-                return Err(ApiError::new(162));
-            }
-            let placed = placed_name(tree, &dst, &f.name, true, policy, None)?;
-            new_keys.push(tree.create_file(&dst, &placed, &f.hash, f.size, rng, now));
-        }
-        Ok(fields(json!({
-            "new_quickkeys": new_keys,
-            "skipped_count": "0",
-            "other_count": "0",
-        })))
-    })
+            Ok(fields(json!({
+                "new_quickkeys": new_keys,
+                "skipped_count": "0",
+                "other_count": "0",
+            })))
+        },
+    )
 }
 
 /// `file/delete` (§3.13): into the trash; 210 when already there.
 pub(crate) fn file_delete(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, ApiError> {
     let params = p.clone();
-    mutate(emu, true, move |tree, _rng, now| {
-        for key in file_targets(tree, &params)? {
-            if tree.file_in_trash(&tree.files[&key]) {
-                return Err(ApiError::new(210));
+    mutate(
+        emu,
+        true,
+        p.list("quick_key").len() > 1,
+        move |tree, _rng, now| {
+            for key in file_targets(tree, &params)? {
+                if tree.file_in_trash(&tree.files[&key]) {
+                    return Err(ApiError::new(210));
+                }
+                tree.trash_file(&key, now);
             }
-            tree.trash_file(&key, now);
-        }
-        Ok(Fields::new())
-    })
+            Ok(Fields::new())
+        },
+    )
 }
 
 /// `file/purge` (§3.13): gone for good.
 pub(crate) fn file_purge(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, ApiError> {
     let params = p.clone();
-    mutate(emu, true, move |tree, _rng, _now| {
-        for key in file_targets(tree, &params)? {
-            tree.purge_file(&key);
-        }
-        Ok(Fields::new())
-    })
+    mutate(
+        emu,
+        true,
+        p.list("quick_key").len() > 1,
+        move |tree, _rng, _now| {
+            for key in file_targets(tree, &params)? {
+                tree.purge_file(&key);
+            }
+            Ok(Fields::new())
+        },
+    )
 }
