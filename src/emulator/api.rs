@@ -521,7 +521,8 @@ where
     if state.async_until.is_some_and(|t| Instant::now() < t) {
         return Err(ApiError::new(208));
     }
-    if !(asyncable && async_ops) && !multi {
+    let deferred = asyncable && async_ops;
+    if !deferred && !multi {
         // one target: every check comes before the first change, so no copy is needed
         let State { tree, rng, .. } = &mut *state;
         let mut out = op(tree, rng, now)?;
@@ -536,7 +537,7 @@ where
     let mut rng = state.rng.clone();
     let mut out = op(&mut tree, &mut rng, now)?;
     out.insert("new_device_revision".into(), json!(tree.device_revision));
-    if asyncable && async_ops {
+    if deferred {
         // the trial above computed the answer; the same op with the same random state replays
         // it on the real tree later, so the keys in the answer are the keys that appear
         state.rng = rng;
