@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::DuplicateAction;
 use super::api::{ApiError, Fields, Params, created_pair};
 use super::state::{Emulator, State, is_valid_name, lock, now_ms, random_key};
-use super::store::{PutError, is_sha256_hex};
+use super::store::{PutError, Stored, is_sha256_hex};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -544,7 +544,15 @@ where
     };
 
     // 2. stream the body into the store, then check its length and hash
-    let stored = match emu.store.put_unit(&key, unit_id, body, unit_size).await {
+    let expected = Stored {
+        hash: unit_hash,
+        size: unit_size,
+    };
+    let stored = match emu
+        .store
+        .put_unit(&key, unit_id, body, unit_size, &expected)
+        .await
+    {
         Ok(s) => s,
         Err(PutError::TooLong) => return Err(ApiError::new(129)),
         Err(PutError::Io(e)) => {
@@ -554,11 +562,9 @@ where
     };
     lock(&emu.stats).upload_unit_bytes += stored.size;
     if stored.size != unit_size {
-        emu.store.remove_unit(&key, unit_id).await;
         return Err(ApiError::new(129));
     }
-    if stored.hash != unit_hash {
-        emu.store.remove_unit(&key, unit_id).await;
+    if stored.hash != expected.hash {
         return Err(ApiError::new(304));
     }
 
