@@ -1907,3 +1907,22 @@ async fn large_upload_streams_through_the_data_dir() {
     }
     assert_eq!(hex::encode(hasher.finalize()), sha(&data));
 }
+
+#[tokio::test]
+async fn dropping_the_handle_keeps_serving_and_shutdown_stops() {
+    let h = emulator::start(config()).await.unwrap();
+    let url = format!("{}/__emulator/stats", h.base_url());
+    let addr = h.addr();
+    assert!(addr.ip().is_loopback());
+    drop(h);
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let h = emulator::start(config()).await.unwrap();
+    let url = format!("{}/__emulator/stats", h.base_url());
+    h.shutdown().await;
+    assert!(
+        reqwest::get(&url).await.is_err(),
+        "nothing listens after shutdown"
+    );
+}
