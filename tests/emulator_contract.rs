@@ -1783,6 +1783,59 @@ async fn fault_unit_hash_mismatch_and_latency() {
 }
 
 #[tokio::test]
+async fn fault_link_errors_and_cut_downloads() {
+    let e = start(config()).await;
+    let data = content(200_000, 3);
+    let qk = e.h.seed_file("/c.bin", &data);
+    e.h.set_faults(Faults {
+        link_error_rate: 1.0,
+        download_cut_after_bytes: 100_000,
+        ..Faults::default()
+    });
+    let r = e
+        .ok(
+            "file/get_links",
+            &[("quick_key", &qk), ("link_type", "direct_download")],
+        )
+        .await;
+    assert_eq!(
+        r["links"][0],
+        json!({"quickkey": qk, "error": "User lacks permissions"})
+    );
+    e.h.set_faults(Faults {
+        download_cut_after_bytes: 100_000,
+        ..Faults::default()
+    });
+    let url = e.direct_link(&qk).await;
+    let r = e.http.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["content-length"], "200000");
+    let mut got = 0;
+    let mut stream = r.bytes_stream();
+    let mut failed = false;
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => got += c.len(),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "the body ends with an error");
+    assert_eq!(got, 100_000);
+    // a range that fits below the cut is whole
+    // (a fresh client: the pooled connection was the one cut)
+    let r = reqwest::Client::new()
+        .get(&url)
+        .header("Range", "bytes=0-999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), 1000);
+}
+
+#[tokio::test]
 async fn error_status_is_configurable() {
     let e = start(EmulatorConfig {
         error_status: 200,

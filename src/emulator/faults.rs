@@ -74,16 +74,28 @@ pub struct Faults {
     /// Extra delay before every API call is answered, in milliseconds. Default 0.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+
+    /// Fraction (0.0–1.0) of `file/get_links` entries answered with only `quickkey` and a
+    /// plain-string `error` inside a successful envelope (recorded quirk). Default 0.
+    #[arg(long, default_value_t = 0.0)]
+    pub link_error_rate: f64,
+
+    /// Cut every download after this many body bytes (the connection closes mid-body);
+    /// 0 = never. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub download_cut_after_bytes: u64,
 }
 
 impl Faults {
-    /// Checks the values: `fail_rate` must be a number from 0 to 1.
+    /// Checks the values: rates must be numbers from 0 to 1.
     pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.fail_rate) {
-            return Err(format!(
-                "fail_rate must be between 0 and 1 (got {})",
-                self.fail_rate
-            ));
+        for (name, rate) in [
+            ("fail_rate", self.fail_rate),
+            ("link_error_rate", self.link_error_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be between 0 and 1 (got {rate})"));
+            }
         }
         Ok(())
     }
@@ -173,6 +185,14 @@ impl FaultState {
                 _ => Injected::Drop,
             },
         }
+    }
+
+    /// Decides, for each of `n` links, whether it is answered with an error instead.
+    pub fn link_errors(&self, rng: &mut StdRng, n: usize) -> Vec<bool> {
+        let rate = self.faults.link_error_rate;
+        (0..n)
+            .map(|_| rate > 0.0 && rng.random::<f64>() < rate)
+            .collect()
     }
 
     /// The start of the current forced-expiry period: tokens issued or renewed before it are

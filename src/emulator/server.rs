@@ -31,6 +31,7 @@ use super::api::{self, ApiError, Caller, Fields, Params};
 use super::faults::{Faults, Injected};
 use super::multipart;
 use super::state::{Emulator, lock, now_ms};
+use super::store::ByteStream;
 use super::upload;
 
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -688,6 +689,13 @@ async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Response<Body
                 f.downloads += 1;
             }
         }
+        let cut = lock(&emu.faults).faults.download_cut_after_bytes;
+        let stream = if cut > 0 && cut < len {
+            emu.count_fault("download_cut");
+            cut_after(stream, cut)
+        } else {
+            stream
+        };
         let counter = emu.clone();
         let counted = stream.inspect(move |chunk| {
             if let Ok(c) = chunk {
@@ -717,6 +725,33 @@ async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Response<Body
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     r
+}
+
+/// Passes `limit` bytes of `stream`, then fails it, so hyper drops the connection mid-body
+/// (fault `download_cut_after_bytes`).
+fn cut_after(stream: ByteStream, limit: u64) -> ByteStream {
+    let head = stream.scan(0u64, move |sent, item| {
+        let out = match item {
+            Ok(_) if *sent >= limit => None,
+            Ok(chunk) => {
+                let room = (limit - *sent).min(chunk.len() as u64) as usize;
+                *sent += room as u64;
+                Some(Ok(chunk.slice(..room)))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(out)
+    });
+    // pause first so hyper flushes what was sent: the client must see a body cut short, not a
+    // connection that closed before the headers
+    let fail = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "fault injection: download cut",
+        ))
+    });
+    Box::pin(head.chain(fail))
 }
 
 /// A 1×1 GIF for `/convkey/...` thumbnails.

@@ -81,10 +81,17 @@ pub(crate) fn file_get_links(emu: &Emulator, p: &Params) -> Result<Fields, ApiEr
     let mut state = lock(&emu.state);
     state.links.retain(|_, l| l.expires_ms > now);
     let keys = file_targets(&state.tree, p)?;
+    let broken = {
+        let faults = lock(&emu.faults);
+        faults.link_errors(&mut lock(&emu.fault_rng), keys.len())
+    };
     let mut links = Vec::new();
-    for key in keys {
+    for (key, broken) in keys.into_iter().zip(broken) {
         let f = state.tree.files[&key].clone();
-        if state.tree.file_in_trash(&f) {
+        if broken {
+            emu.count_fault("link_error");
+        }
+        if broken || state.tree.file_in_trash(&f) {
             links.push(json!({"quickkey": key, "error": "User lacks permissions"}));
             continue;
         }
