@@ -35,62 +35,82 @@ pub(crate) fn folder_get_info(emu: &Emulator, p: &Params) -> Result<Fields, ApiE
     ))
 }
 
-/// `folder/get_content` (§3.1): one content type per call, `chunk` from 1, `chunk_size` up to
-/// 1000, an empty array (and `more_chunks:"no"`) past the end. `folder_key=trash` lists the
-/// trash can.
-pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, ApiError> {
-    let content_type = match p.get("content_type") {
-        None => return Err(ApiError::new(128)),
-        Some(t @ ("files" | "folders")) => t.to_string(),
-        Some(_) => return Err(ApiError::new(129)),
-    };
-    let chunk = p.number("chunk", 1)?;
-    let chunk_size = p.number("chunk_size", 100)?;
-    if chunk == 0 || !(1..=1000).contains(&chunk_size) {
-        return Err(ApiError::new(129));
-    }
-    let order_by = p.get("order_by").unwrap_or("name");
-    if !matches!(order_by, "name" | "created" | "size" | "downloads") {
-        return Err(ApiError::new(129));
-    }
-    let descending = match p.get("order_direction") {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(_) => return Err(ApiError::new(129)),
-    };
-    let details = matches!(p.get("details"), Some("yes"));
+/// The parameters of one `folder/get_content` call.
+struct ListingQuery {
+    files: bool,
+    chunk: u64,
+    chunk_size: u64,
+    order_by: &'static str,
+    descending: bool,
+    details: bool,
+}
 
-    let state = lock(&emu.state);
-    let tree = &state.tree;
-    let trash = p.get("folder_key") == Some(TRASH);
-    let key = if trash {
-        TRASH.to_string()
-    } else {
-        folder_arg(tree, p, "folder_key", "folder_path")?
-    };
-    // sort light rows first; JSON is built for the requested page only
-    struct Row<'a> {
-        name: String,
-        size: u64,
-        created: i64,
-        downloads: u64,
-        key: &'a str,
+impl ListingQuery {
+    /// `content_type` is required (128); bad values of the others answer 129.
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        let files = match p.get("content_type") {
+            None => return Err(ApiError::new(128)),
+            Some("files") => true,
+            Some("folders") => false,
+            Some(_) => return Err(ApiError::new(129)),
+        };
+        let chunk = p.number("chunk", 1)?;
+        let chunk_size = p.number("chunk_size", 100)?;
+        if chunk == 0 || !(1..=1000).contains(&chunk_size) {
+            return Err(ApiError::new(129));
+        }
+        // `time` (what AL/OL send for "time") is not a documented value (§7.4)
+        let order_by = match p.get("order_by") {
+            None | Some("name") => "name",
+            Some("created") => "created",
+            Some("size") => "size",
+            Some("downloads") => "downloads",
+            Some(_) => return Err(ApiError::new(129)),
+        };
+        let descending = match p.get("order_direction") {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(ApiError::new(129)),
+        };
+        Ok(ListingQuery {
+            files,
+            chunk,
+            chunk_size,
+            order_by,
+            descending,
+            details: p.get("details") == Some("yes"),
+        })
     }
-    let mut entries: Vec<Row> = if content_type == "files" {
-        let files: Vec<&File> = if trash {
-            tree.files
-                .values()
-                .filter(|f| f.deleted_ms.is_some())
-                .collect()
-        } else {
-            tree.folders[&key]
+
+    fn content_type(&self) -> &'static str {
+        if self.files { "files" } else { "folders" }
+    }
+}
+
+/// What a listing is sorted by; JSON is rendered only for the requested chunk.
+struct Row<'a> {
+    name: String,
+    size: u64,
+    created: i64,
+    downloads: u64,
+    key: &'a str,
+}
+
+/// The entries of a folder (or of the trash can) of one content type, unsorted.
+fn listing_rows<'a>(tree: &'a Tree, key: &str, files: bool) -> Vec<Row<'a>> {
+    let trash = key == TRASH;
+    if files {
+        let in_listing = |f: &&File| f.deleted_ms.is_some() == trash;
+        let all: Vec<&File> = match tree.folders.get(key) {
+            Some(dir) if !trash => dir
                 .child_files
                 .iter()
                 .filter_map(|k| tree.files.get(k))
-                .filter(|f| f.deleted_ms.is_none())
-                .collect()
+                .filter(in_listing)
+                .collect(),
+            _ => tree.files.values().filter(in_listing).collect(),
         };
-        files
+        return all
             .into_iter()
             .map(|f| Row {
                 name: f.name.to_lowercase(),
@@ -99,34 +119,33 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
                 downloads: f.downloads,
                 key: &f.key,
             })
-            .collect()
-    } else {
-        let folders: Vec<&Folder> = if trash {
-            tree.folders
-                .values()
-                .filter(|f| f.deleted_ms.is_some())
-                .collect()
-        } else {
-            tree.folders[&key]
-                .child_folders
-                .iter()
-                .filter_map(|k| tree.folders.get(k))
-                .filter(|f| f.deleted_ms.is_none())
-                .collect()
-        };
-        folders
-            .into_iter()
-            .map(|f| Row {
-                name: f.name.to_lowercase(),
-                size: 0,
-                created: f.created_ms,
-                downloads: 0,
-                key: &f.key,
-            })
-            .collect()
+            .collect();
+    }
+    let in_listing = |f: &&Folder| f.deleted_ms.is_some() == trash;
+    let all: Vec<&Folder> = match tree.folders.get(key) {
+        Some(dir) if !trash => dir
+            .child_folders
+            .iter()
+            .filter_map(|k| tree.folders.get(k))
+            .filter(in_listing)
+            .collect(),
+        _ => tree.folders.values().filter(in_listing).collect(),
     };
-    entries.sort_by(|a, b| {
-        let primary = match order_by {
+    all.into_iter()
+        .map(|f| Row {
+            name: f.name.to_lowercase(),
+            size: 0,
+            created: f.created_ms,
+            downloads: 0,
+            key: &f.key,
+        })
+        .collect()
+}
+
+/// Sorts by the requested field, then by name, then by key (a stable order across chunks).
+fn sort_rows(rows: &mut [Row], q: &ListingQuery) {
+    rows.sort_by(|a, b| {
+        let primary = match q.order_by {
             "created" => a.created.cmp(&b.created),
             "size" => a.size.cmp(&b.size),
             "downloads" => a.downloads.cmp(&b.downloads),
@@ -136,40 +155,55 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
             .then_with(|| a.name.cmp(&b.name))
             .then_with(|| a.key.cmp(b.key))
     });
-    if descending {
-        entries.reverse();
+    if q.descending {
+        rows.reverse();
     }
-    let start = ((chunk - 1) * chunk_size) as usize;
-    let page: Vec<Value> = entries
+}
+
+/// `folder/get_content` (§3.1): one content type per call, `chunk` from 1, `chunk_size` up to
+/// 1000, an empty array (and `more_chunks:"no"`) past the end. `folder_key=trash` lists the
+/// trash can.
+pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, ApiError> {
+    let q = ListingQuery::parse(p)?;
+    let state = lock(&emu.state);
+    let tree = &state.tree;
+    let key = match p.get("folder_key") {
+        Some(TRASH) => TRASH.to_string(),
+        _ => folder_arg(tree, p, "folder_key", "folder_path")?,
+    };
+
+    let mut rows = listing_rows(tree, &key, q.files);
+    sort_rows(&mut rows, &q);
+    let start = ((q.chunk - 1) * q.chunk_size) as usize;
+    let page: Vec<Value> = rows
         .iter()
         .skip(start)
-        .take(chunk_size as usize)
-        .filter_map(|row| {
-            if content_type == "files" {
-                tree.files
-                    .get(row.key)
-                    .map(|f| file_json(emu, tree, f, false))
-            } else {
-                let f = tree.folders.get(row.key)?;
-                Some(folder_json(tree, f, details, false))
-            }
+        .take(q.chunk_size as usize)
+        .filter_map(|row| match q.files {
+            true => Some(file_json(emu, tree, tree.files.get(row.key)?, false)),
+            false => Some(folder_json(
+                tree,
+                tree.folders.get(row.key)?,
+                q.details,
+                false,
+            )),
         })
         .collect();
-    let more = entries.len() > start + chunk_size as usize;
+
+    let more = rows.len() > start + q.chunk_size as usize;
     let revision = tree
         .folders
         .get(&key)
-        .map(|f| f.revision)
-        .unwrap_or(tree.device_revision);
+        .map_or(tree.device_revision, |f| f.revision);
     let mut content = json!({
-        "chunk_size": chunk_size.to_string(),
-        "content_type": content_type,
-        "chunk_number": chunk.to_string(),
+        "chunk_size": q.chunk_size.to_string(),
+        "content_type": q.content_type(),
+        "chunk_number": q.chunk.to_string(),
         "folderkey": key,
         "more_chunks": if more { "yes" } else { "no" },
         "revision": revision.to_string(),
     });
-    content[content_type.as_str()] = Value::Array(page);
+    content[q.content_type()] = Value::Array(page);
     Ok(fields(
         json!({"folder_content": content, "asynchronous": "no"}),
     ))
