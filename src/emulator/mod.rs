@@ -73,7 +73,9 @@
 //! `upload_simple_bytes`, `download_bytes`, `downloads`, `errors` (per error code sent),
 //! `faults_injected`, `files` and `folders` (items not in the trash; the root is not counted).
 
+mod admin;
 mod api;
+mod download;
 mod faults;
 mod multipart;
 mod server;
