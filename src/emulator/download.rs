@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use super::api;
 use super::server::{Body, full, text};
-use super::state::{Emulator, lock, now_ms};
+use super::state::{Emulator, File, lock, now_ms};
 use super::store::ByteStream;
 
 fn link_page(status: StatusCode, title: &str) -> Response<Body> {
@@ -75,7 +75,6 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>,
 /// for a stale link.
 pub(super) async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
-    let is_hop = path.starts_with("/dlh/");
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (Some(token), Some(qk)) = (segs.get(1), segs.get(2)) else {
         return link_page(StatusCode::NOT_FOUND, "Not Found");
@@ -86,72 +85,106 @@ pub(super) async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Re
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let now = now_ms();
-    let file = {
-        let state = lock(&emu.state);
-        match state.links.get(*token) {
-            Some(l) if l.quickkey == *qk && l.expires_ms > now => {}
-            _ => return link_page(StatusCode::FORBIDDEN, "403 Forbidden"),
-        }
-        match state.tree.files.get(*qk) {
-            Some(f) if !state.tree.file_in_trash(f) => f.clone(),
-            _ => return link_page(StatusCode::NOT_FOUND, "File Not Found"),
-        }
+    let file = match resolve_link(emu, token, qk) {
+        Ok(f) => f,
+        Err((status, title)) => return link_page(status, title),
     };
-    if emu.config.download_redirect && !is_hop {
-        let rest = segs[1..].join("/");
-        let mut r = link_page(StatusCode::FOUND, "Found");
-        if let Ok(v) = HeaderValue::from_str(&format!("{}/dlh/{rest}", emu.base_url)) {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
-        return r;
+    if emu.config.download_redirect && !path.starts_with("/dlh/") {
+        return redirect(emu, &segs[1..].join("/"));
     }
-    let size = file.size;
-    let (status, start, len) = match parse_range(req.headers().get(header::RANGE), size) {
-        Err(()) => {
-            let mut r = link_page(StatusCode::RANGE_NOT_SATISFIABLE, "Range Not Satisfiable");
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return r;
-        }
-        Ok(None) => (StatusCode::OK, 0, size),
+
+    let (status, start, len) = match parse_range(req.headers().get(header::RANGE), file.size) {
+        Err(()) => return not_satisfiable(file.size),
+        Ok(None) => (StatusCode::OK, 0, file.size),
         Ok(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
     };
     let body = if req.method() == Method::HEAD {
         full(Bytes::new())
     } else {
-        let stream = match emu.store.open(&file.hash, start, len).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, quickkey = %file.key, "emulator: content missing");
-                return link_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-            }
-        };
-        {
-            lock(&emu.stats).downloads += 1;
-            if let Some(f) = lock(&emu.state).tree.files.get_mut(&file.key) {
-                f.downloads += 1;
-            }
+        match content(emu, &file, start, len).await {
+            Ok(body) => body,
+            Err(page) => return page,
         }
-        let cut = lock(&emu.faults).faults.download_cut_after_bytes;
-        let stream = if cut > 0 && cut < len {
-            emu.count_fault("download_cut");
-            cut_after(stream, cut)
-        } else {
-            stream
-        };
-        let counter = emu.clone();
-        let counted = stream.inspect(move |chunk| {
-            if let Ok(c) = chunk {
-                lock(&counter.stats).download_bytes += c.len() as u64;
-            }
-        });
-        BodyExt::boxed_unsync(StreamBody::new(counted.map(|r| r.map(Frame::data))))
     };
-    let (mime, _) = api::mime_of(&file.name);
     let mut r = Response::new(body);
     *r.status_mut() = status;
+    content_headers(&mut r, &file, start, len);
+    r
+}
+
+/// The live file a link points to: 403 for an unknown or expired link, 404 when the file is
+/// gone or in the trash.
+fn resolve_link(emu: &Emulator, token: &str, qk: &str) -> Result<File, (StatusCode, &'static str)> {
+    let state = lock(&emu.state);
+    match state.links.get(token) {
+        Some(l) if l.quickkey == qk && l.expires_ms > now_ms() => {}
+        _ => return Err((StatusCode::FORBIDDEN, "403 Forbidden")),
+    }
+    match state.tree.files.get(qk) {
+        Some(f) if !state.tree.file_in_trash(f) => Ok(f.clone()),
+        _ => Err((StatusCode::NOT_FOUND, "File Not Found")),
+    }
+}
+
+/// The optional hop (§5: OL sends HEAD without following redirects and uses `Location`).
+fn redirect(emu: &Emulator, rest: &str) -> Response<Body> {
+    let mut r = link_page(StatusCode::FOUND, "Found");
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/dlh/{rest}", emu.base_url)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn not_satisfiable(size: u64) -> Response<Body> {
+    let mut r = link_page(StatusCode::RANGE_NOT_SATISFIABLE, "Range Not Satisfiable");
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    r
+}
+
+/// The streamed body of a GET, counted in the stats (and cut short by the fault switch).
+async fn content(
+    emu: &Arc<Emulator>,
+    file: &File,
+    start: u64,
+    len: u64,
+) -> Result<Body, Response<Body>> {
+    let stream = match emu.store.open(&file.hash, start, len).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, quickkey = %file.key, "emulator: content missing");
+            return Err(link_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+            ));
+        }
+    };
+    lock(&emu.stats).downloads += 1;
+    if let Some(f) = lock(&emu.state).tree.files.get_mut(&file.key) {
+        f.downloads += 1;
+    }
+    let cut = lock(&emu.faults).faults.download_cut_after_bytes;
+    let stream = if cut > 0 && cut < len {
+        emu.count_fault("download_cut");
+        cut_after(stream, cut)
+    } else {
+        stream
+    };
+    let counter = emu.clone();
+    let counted = stream.inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            lock(&counter.stats).download_bytes += c.len() as u64;
+        }
+    });
+    Ok(BodyExt::boxed_unsync(StreamBody::new(
+        counted.map(|r| r.map(Frame::data)),
+    )))
+}
+
+fn content_headers(r: &mut Response<Body>, file: &File, start: u64, len: u64) {
+    let partial = r.status() == StatusCode::PARTIAL_CONTENT;
+    let (mime, _) = api::mime_of(&file.name);
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -159,9 +192,9 @@ pub(super) async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Re
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", file.hash)) {
         h.insert(header::ETAG, v);
     }
-    if status == StatusCode::PARTIAL_CONTENT {
-        let end = start + len - 1;
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+    if partial {
+        let range = format!("bytes {start}-{}/{}", start + len - 1, file.size);
+        if let Ok(v) = HeaderValue::from_str(&range) {
             h.insert(header::CONTENT_RANGE, v);
         }
     }
@@ -169,7 +202,6 @@ pub(super) async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Re
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    r
 }
 
 /// Passes `limit` bytes of `stream`, then fails it, so hyper drops the connection mid-body
