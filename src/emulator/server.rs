@@ -347,6 +347,45 @@ async fn api_call(
     emu.count_api_call(&action);
 
     // faults first: a rate-limited or failing server never looks at the request
+    if let Some(answer) = injected_fault(emu, &action).await {
+        return answer;
+    }
+    if !is_known(&action) {
+        return Ok(api_error(emu, &action, &ApiError::new(253)));
+    }
+
+    // upload data endpoints carry the file as the body; other POSTs may carry a form
+    let (parts, body) = req.into_parts();
+    let mut params = Params::default();
+    query_params(parts.uri.query(), &mut params);
+    let data_upload = matches!(action.as_str(), "upload/simple" | "upload/resumable");
+    let body = if data_upload || parts.method != Method::POST {
+        Some(body)
+    } else {
+        let Some(bytes) = read_limited(body, FORM_LIMIT).await else {
+            return Ok(api_error(emu, &action, &ApiError::new(129)));
+        };
+        form_params(&parts.headers, &bytes, &mut params);
+        None
+    };
+
+    let caller = match authorize(emu, &action, &params, &parts.headers) {
+        Ok(c) => c,
+        Err(e) => return Ok(api_error(emu, &action, &e)),
+    };
+    let result = match (action.as_str(), body) {
+        ("upload/resumable", Some(b)) => {
+            upload::upload_resumable(emu, &params, &parts.headers, b).await
+        }
+        ("upload/simple", Some(b)) => simple_upload(emu, &params, &parts.headers, b).await,
+        _ => dispatch(emu, &action, &params, &caller),
+    };
+    Ok(envelope(emu, &action, result))
+}
+
+/// The fault switches' answer to this call, if they decide to answer it: latency first, then
+/// the rate limit (163), the unit-request switches, the random failure rate.
+async fn injected_fault(emu: &Emulator, action: &str) -> Option<Result<Response<Body>, io::Error>> {
     let latency = lock(&emu.faults).faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -357,7 +396,7 @@ async fn api_call(
         if faults.over_rate_limit(Instant::now()) {
             drop(faults);
             emu.count_fault("rate_limit");
-            return Ok(api_error(emu, &action, &ApiError::new(163)));
+            return Some(Ok(api_error(emu, action, &ApiError::new(163))));
         }
         let unit = if action == "upload/resumable" {
             faults.unit_request_fails(&mut rng)
@@ -366,55 +405,27 @@ async fn api_call(
         };
         unit.or_else(|| faults.random_failure(&mut rng))
     };
-    if let Some(kind) = fault {
-        return injected(emu, &action, kind);
-    }
-    if !is_known(&action) {
-        return Ok(api_error(emu, &action, &ApiError::new(253)));
-    }
+    fault.map(|kind| injected(emu, action, kind))
+}
 
-    let (parts, body) = req.into_parts();
-    let mut params = Params::default();
-    query_params(parts.uri.query(), &mut params);
-    let data_upload = matches!(action.as_str(), "upload/simple" | "upload/resumable");
-    let mut body = Some(body);
-    if !data_upload
-        && parts.method == Method::POST
-        && let Some(b) = body.take()
-    {
-        let Some(bytes) = read_limited(b, FORM_LIMIT).await else {
-            return Ok(api_error(emu, &action, &ApiError::new(129)));
-        };
-        form_params(&parts.headers, &bytes, &mut params);
-    }
-
-    let optional_token = matches!(action.as_str(), "upload/poll_upload" | "system/get_limits");
-    let allow_action = action.starts_with("upload/");
+/// The token check (§1.4): 104 without a token, 105 for an unknown or expired one. Action
+/// tokens count on `upload/*` only; `upload/poll_upload` and `system/get_limits` need none.
+fn authorize(
+    emu: &Emulator,
+    action: &str,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let token = params.get("session_token").map(String::from);
-    // a multipart upload/simple may carry its token as a form field before the file part
-    let deferred = action == "upload/simple"
-        && token.is_none()
-        && multipart::boundary(&parts.headers).is_some();
-    if !deferred
-        && (token.is_some() || !optional_token)
-        && let Err(e) = api::check_token(emu, token.as_deref(), allow_action)
-    {
-        return Ok(api_error(emu, &action, &e));
+    let optional = matches!(action, "upload/poll_upload" | "system/get_limits");
+    // a multipart upload/simple may carry its token as a form field before the file part;
+    // `simple_upload` checks it there
+    let deferred =
+        action == "upload/simple" && token.is_none() && multipart::boundary(headers).is_some();
+    if !deferred && (token.is_some() || !optional) {
+        api::check_token(emu, token.as_deref(), action.starts_with("upload/"))?;
     }
-    let caller = Caller { token };
-
-    let result = match action.as_str() {
-        "upload/resumable" => match body.take() {
-            Some(b) => upload::upload_resumable(emu, &params, &parts.headers, b).await,
-            None => Err(ApiError::new(100)),
-        },
-        "upload/simple" => match body.take() {
-            Some(b) => simple_upload(emu, &params, &parts.headers, b).await,
-            None => Err(ApiError::new(100)),
-        },
-        _ => dispatch(emu, &action, &params, &caller),
-    };
-    Ok(envelope(emu, &action, result))
+    Ok(Caller { token })
 }
 
 /// `upload/simple` with a raw body, or with a multipart body whose file part is streamed.
