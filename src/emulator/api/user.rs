@@ -45,6 +45,7 @@ pub(crate) fn check_token(
 pub(crate) fn mint_session_token(emu: &Emulator) -> String {
     let now = now_ms();
     let mut state = lock(&emu.state);
+    state.tokens.retain(|_, t| t.expires_ms > now);
     let token = random_hex(&mut state.rng, 144);
     state.tokens.insert(
         token.clone(),
@@ -109,6 +110,7 @@ pub(crate) fn user_get_action_token(emu: &Emulator, p: &Params) -> Result<Fields
     }
     let now = now_ms();
     let mut state = lock(&emu.state);
+    state.tokens.retain(|_, t| t.expires_ms > now);
     let token = random_hex(&mut state.rng, 160);
     state.tokens.insert(
         token.clone(),
