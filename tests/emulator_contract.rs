@@ -1979,3 +1979,42 @@ async fn dropping_the_handle_keeps_serving_and_shutdown_stops() {
         "nothing listens after shutdown"
     );
 }
+
+#[tokio::test]
+async fn an_upload_being_verified_completes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EmulatorConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        faults: Faults {
+            poll_delay_ms: 800,
+            ..Faults::default()
+        },
+        ..config()
+    };
+    let e = start(cfg.clone()).await;
+    let data = content(1000, 9);
+    let (_, r) = e.unit(&e.token, &[], "late.bin", &data, 4 * MIB, 0).await;
+    let key = s(&r["doupload"]["key"]).to_string();
+    assert_ne!(e.poll(&key).await["status"], "99");
+    let token = e.token.clone();
+    e.h.shutdown().await;
+
+    let mut e = start(EmulatorConfig {
+        faults: Faults::default(),
+        ..cfg
+    })
+    .await;
+    e.token = token;
+    let d = e.poll_until_done(&key).await;
+    assert_eq!(d["fileerror"], "");
+    assert_eq!(e.download(s(&d["quickkey"])).await, data);
+    // the old instance's timer fired meanwhile, but must not have written the data dir
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    e.h.shutdown().await;
+    let e = start(EmulatorConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..config()
+    })
+    .await;
+    assert_eq!(e.list("", "files").await.len(), 1);
+}

@@ -150,8 +150,9 @@ pub(crate) struct Emulator {
     pub fault_rng: Mutex<StdRng>,
     state_file: Option<PathBuf>,
     save_needed: Arc<Notify>,
-    /// One writer of `state.json` at a time (the debounced saver and the shutdown flush).
-    save_lock: Mutex<()>,
+    /// One writer of `state.json` at a time (the debounced saver and the shutdown flush);
+    /// true once the final save is done.
+    save_lock: Mutex<bool>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -221,7 +222,7 @@ impl Emulator {
             fault_rng: Mutex::new(fault_rng),
             state_file,
             save_needed: Arc::new(Notify::new()),
-            save_lock: Mutex::new(()),
+            save_lock: Mutex::new(false),
         })
     }
 
@@ -253,12 +254,15 @@ impl Emulator {
         }
     }
 
-    /// Writes `state.json` now (atomically: temp file + rename).
+    /// Writes `state.json` now (atomically: temp file + rename). Does nothing once closed.
     pub fn save_now(&self) -> anyhow::Result<()> {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
-        let _writer = lock(&self.save_lock);
+        let closed = lock(&self.save_lock);
+        if *closed {
+            return Ok(());
+        }
         let text = {
             let state = lock(&self.state);
             serde_json::to_vec(&*state)?
@@ -269,10 +273,13 @@ impl Emulator {
         Ok(())
     }
 
+    /// The last save at shutdown. Afterwards the data directory is left alone, even by timers
+    /// of this instance that still fire (a new instance may already own the directory).
     pub async fn flush(&self) {
         if let Err(e) = self.save_now() {
             tracing::warn!(error = %e, "emulator: saving state at shutdown failed");
         }
+        *lock(&self.save_lock) = true;
     }
 
     pub fn stats_json(&self) -> Value {
