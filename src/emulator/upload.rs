@@ -491,38 +491,21 @@ where
     B::Error: std::fmt::Display,
 {
     let uh = upload_headers(emu, h, p)?;
-    let (Some(size), Some(hash)) = (uh.size, uh.hash) else {
+    let (Some(size), Some(hash)) = (uh.size, uh.hash.clone()) else {
         return Err(ApiError::new(128));
     };
     if size > emu.config.max_upload_size {
         return Err(ApiError::new(282));
     }
-    let unit_id: u64 = header(h, "x-unit-id")
-        .ok_or(ApiError::new(128))?
-        .parse()
-        .map_err(|_| ApiError::new(129))?;
-    let unit_size: u64 = header(h, "x-unit-size")
-        .ok_or(ApiError::new(128))?
-        .parse()
-        .map_err(|_| ApiError::new(129))?;
-    let unit_hash = parse_hash(header(h, "x-unit-hash").as_deref())?.ok_or(ApiError::new(128))?;
-    let action = p.duplicate_action(emu.config.duplicate_action)?;
+    let (unit_id, unit_size, unit_hash) = unit_headers(h)?;
     let folder = destination(emu, p)?;
 
     // 1. find the session and check the unit against it
     let key = {
         let mut state = lock(&emu.state);
+        let action = p.duplicate_action(emu.config.duplicate_action)?;
         let target = p.get("quick_key").map(String::from);
-        let key = session_for(
-            &mut state,
-            &folder,
-            &uh.filename,
-            &hash,
-            size,
-            action,
-            target,
-        );
-        let explicit_target = p.get("quick_key").map(String::from);
+        let key = session_for(&mut state, &folder, &uh.filename, &hash, size, action, None);
         let Some(s) = state.uploads.get_mut(&key) else {
             return Err(ApiError::new(175));
         };
@@ -530,8 +513,8 @@ where
         if p.get("action_on_duplicate").is_some() {
             s.action = action;
         }
-        if explicit_target.is_some() {
-            s.target = explicit_target;
+        if target.is_some() {
+            s.target = target;
         }
         if unit_id >= s.received.len() as u64 || unit_size != unit_len(size, s.unit_size, unit_id) {
             return Err(ApiError::new(129));
@@ -587,6 +570,18 @@ where
         assemble_and_verify(emu, &key).await;
     }
     Ok(answer)
+}
+
+/// `x-unit-id`, `x-unit-size` and `x-unit-hash` (128 when missing, 129 when malformed).
+fn unit_headers(h: &HeaderMap) -> Result<(u64, u64, String), ApiError> {
+    let number = |name: &str| -> Result<u64, ApiError> {
+        header(h, name)
+            .ok_or(ApiError::new(128))?
+            .parse()
+            .map_err(|_| ApiError::new(129))
+    };
+    let hash = parse_hash(header(h, "x-unit-hash").as_deref())?.ok_or(ApiError::new(128))?;
+    Ok((number("x-unit-id")?, number("x-unit-size")?, hash))
 }
 
 fn resumable_answer(s: &UploadSession) -> Fields {
