@@ -71,7 +71,19 @@
 //! `GET /__emulator/stats` and [`EmulatorHandle::stats`] return `api_calls` (per
 //! `category/action`, rejected calls included), `total_api_calls`, `upload_unit_bytes`,
 //! `upload_simple_bytes`, `download_bytes`, `downloads`, `errors` (per error code sent),
-//! `faults_injected`, `files` and `folders` (items not in the trash; the root is not counted).
+//! `faults_injected` (per switch: `error100`, `html403`, `drop`, `rate_limit`,
+//! `unit_hash_mismatch`, `link_error`, `download_cut`), `files` and `folders` (items not in the
+//! trash; the root is not counted).
+//!
+//! # Layout
+//!
+//! - `server`: accept loop, routing, parameters, envelope, token endpoint.
+//! - `api`: one function per action for `user/*`, `folder/*`, `file/*`, `device/*`, `system/*`.
+//! - `upload`: the upload protocol (sessions, units, bitmap, poll).
+//! - `download`: the download host; `admin`: `/__emulator/*`.
+//! - `state`: the shared emulator, tokens, links, persistence; `tree`: folders and files.
+//! - `store`: content by SHA-256 and unit data, in memory or on disk.
+//! - `faults`: the switches; `multipart`: form bodies.
 
 mod admin;
 mod api;
@@ -81,6 +93,7 @@ mod multipart;
 mod server;
 mod state;
 mod store;
+mod tree;
 mod upload;
 
 use std::net::SocketAddr;
