@@ -34,9 +34,19 @@
 //!   the moved item and report it in `new_names`, an array of the new names (or fail with 143 /
 //!   144 with `--move-collision error`).
 //! - Extension changes on rename are allowed unless `--forbid-extension-change` (then 106).
+//! - Keys are random `[0-9a-z]`: folderkeys 13 characters, quickkeys 15, upload keys 11.
+//!   Session tokens are 144 hex characters, action tokens 160.
+//! - A folder key given as `quick_key` answers 111 (as recorded), an unknown quickkey 110.
+//! - `file/get_links` gives a file in the trash an entry with only `quickkey` and a plain-string
+//!   `error` (the recorded shape), inside a successful envelope.
+//! - Uploads larger than `--max-upload-size` are refused up front with 282 (check and units).
+//! - With `--rotate-cookie`, every token request gets `Set-Cookie: ukey=<new value>`; a request
+//!   cookie is valid while it contains a value that is current or in its grace period.
+//! - `/application/logout.php` forgets the given session token.
 //! - Action tokens are accepted on `upload/*` only; elsewhere they answer 105.
-//! - `renew_session_token` on a token older than 300 s mints a new token (the old one stays valid
-//!   until its own expiry) or, with `--renew-mode extend`, extends the same string.
+//! - `renew_session_token` on a token older than 300 s (`--renew-same-token-secs`) mints a new
+//!   token (the old one stays valid until its own expiry) or, with `--renew-mode extend`,
+//!   extends the same string; a younger token is extended and returned unchanged.
 //! - A finished upload that failed polls as status `99` with a non-empty `fileerror` and an empty
 //!   `quickkey`; an unknown key polls as `doupload.result` `-80`, a malformed one as `-20`.
 //! - `x-filename` is taken verbatim (raw UTF-8) unless `--decode-filename-header`.
