@@ -1673,6 +1673,13 @@ async fn fault_rate_limit_answers_163() {
     assert_eq!(codes, [0, 0, 0, 163, 163, 163]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     e.ok("user/get_info", &[]).await;
+    e.h.set_faults(Faults {
+        rate_limit_per_sec: 1,
+        rate_limit_code: 261,
+        ..Faults::default()
+    });
+    e.ok("user/get_info", &[]).await;
+    e.err("user/get_info", &[], 261).await;
 }
 
 #[tokio::test]
