@@ -71,10 +71,11 @@
 //! # Faults
 //!
 //! See [`Faults`]: transient failures at a rate (`error100`, `html403`, `drop`, `mixed`), a
-//! per-second rate limit (163 or 261), asynchronous move/copy/delete/purge (208 meanwhile), periodic
-//! token expiry, a poll delay, the N-th unit request failing or answering 304, latency,
-//! `file/get_links` entries that carry only an `error`, and downloads cut mid-body. They apply
-//! to `/api/` calls (and, for the last one, the download host), never to admin endpoints.
+//! per-second rate limit (163 or 261), asynchronous move/copy/delete/purge (208 meanwhile),
+//! periodic token expiry, a poll delay, the N-th unit request failing or answering 304,
+//! latency, `file/get_links` entries that carry only an `error`, and downloads cut mid-body.
+//! They apply to `/api/` calls (and, for the last one, the download host), never to admin
+//! endpoints.
 //!
 //! # Stats
 //!
