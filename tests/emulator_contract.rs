@@ -2025,3 +2025,35 @@ async fn an_upload_being_verified_completes_after_a_restart() {
     .await;
     assert_eq!(e.list("", "files").await.len(), 1);
 }
+
+#[tokio::test]
+async fn demo_content_is_seeded_into_an_empty_account() {
+    let e = start(EmulatorConfig {
+        demo_content: true,
+        ..config()
+    })
+    .await;
+    let files = e.list("", "files").await;
+    assert_eq!(files[0]["filename"], "Welcome.txt");
+    let folders: Vec<String> = e
+        .list("", "folders")
+        .await
+        .iter()
+        .map(|f| s(&f["name"]).to_string())
+        .collect();
+    assert_eq!(folders, ["Documents", "Photos", "Projects"]);
+}
+
+#[tokio::test]
+async fn a_damaged_state_file_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
+    let err = emulator::start(EmulatorConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..config()
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("state.json"), "{err}");
+}
