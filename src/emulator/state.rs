@@ -146,8 +146,9 @@ impl Emulator {
             }
             None => (Store::memory(), None),
         };
+        let loaded = state_file.as_ref().is_some_and(|p| p.exists());
         let mut state = match &state_file {
-            Some(path) if path.exists() => load_state(path)?,
+            Some(path) if loaded => load_state(path)?,
             _ => State {
                 tree: Tree::new(now_ms()),
                 tokens: HashMap::new(),
@@ -158,7 +159,13 @@ impl Emulator {
                 async_until: None,
             },
         };
-        state.rng = rng;
+        // a reloaded account continues with a fresh sequence, so a fixed seed does not hand
+        // out the tokens and link keys of the previous run again
+        state.rng = if loaded {
+            StdRng::seed_from_u64(rng.random::<u64>() ^ now_ms() as u64)
+        } else {
+            rng
+        };
         state.tree.case_insensitive = config.case_insensitive_names;
         state.tree.rebuild_children();
         let faults = FaultState::new(config.faults.clone());
