@@ -21,9 +21,11 @@ use super::server::{Body, full, text};
 use super::state::{Emulator, File, lock, now_ms};
 use super::store::ByteStream;
 
+/// The HTML page a download host answers with when it does not send the file.
 fn link_page(status: StatusCode, title: &str) -> Response<Body> {
     let html = format!(
-        "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n"
+        "<!DOCTYPE html><html><head><title>{title}</title></head>\
+         <body><h1>{title}</h1></body></html>\n"
     );
     text(status, "text/html; charset=UTF-8", &html)
 }

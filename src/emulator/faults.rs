@@ -28,7 +28,7 @@ pub enum FailMode {
 
 /// The fault switches. Each is independent; the default switches everything off.
 /// In JSON (`POST /__emulator/faults`) a missing field takes its default.
-#[derive(clap::Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
     /// Fraction (0.0–1.0) of API calls that fail transiently. Default 0.
@@ -42,6 +42,12 @@ pub struct Faults {
     /// API calls per second above which calls answer error 163; 0 = unlimited. Default 0.
     #[arg(long, default_value_t = 0)]
     pub rate_limit_per_sec: u32,
+
+    /// The error code of a rate-limited call: 163 (API request limit) or 261 (per-resource
+    /// limit). Default 163.
+    #[arg(long, default_value_t = 163)]
+    #[serde(default = "default_rate_limit_code")]
+    pub rate_limit_code: u32,
 
     /// Make move/copy/delete asynchronous: they answer `asynchronous:"yes"` and take effect
     /// after `--async-ms`; other mutations meanwhile answer 208.
@@ -86,9 +92,39 @@ pub struct Faults {
     pub download_cut_after_bytes: u64,
 }
 
+fn default_rate_limit_code() -> u32 {
+    163
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            fail_rate: 0.0,
+            fail_mode: FailMode::Error100,
+            rate_limit_per_sec: 0,
+            rate_limit_code: default_rate_limit_code(),
+            async_ops: false,
+            async_ms: 0,
+            expire_tokens_every_secs: 0,
+            poll_delay_ms: 0,
+            fail_upload_unit: 0,
+            unit_hash_mismatch: 0,
+            latency_ms: 0,
+            link_error_rate: 0.0,
+            download_cut_after_bytes: 0,
+        }
+    }
+}
+
 impl Faults {
-    /// Checks the values: rates must be numbers from 0 to 1.
+    /// Checks the values: rates must be numbers from 0 to 1, the rate-limit code 163 or 261.
     pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.rate_limit_code, 163 | 261) {
+            return Err(format!(
+                "rate_limit_code must be 163 or 261 (got {})",
+                self.rate_limit_code
+            ));
+        }
         for (name, rate) in [
             ("fail_rate", self.fail_rate),
             ("link_error_rate", self.link_error_rate),
@@ -264,5 +300,6 @@ mod tests {
         assert_eq!(f.fail_mode, FailMode::Drop);
         assert_eq!(f.fail_rate, 0.5);
         assert_eq!(f.rate_limit_per_sec, 0);
+        assert_eq!(f.rate_limit_code, 163);
     }
 }

@@ -71,10 +71,11 @@
 //! # Faults
 //!
 //! See [`Faults`]: transient failures at a rate (`error100`, `html403`, `drop`, `mixed`), a
-//! per-second rate limit (163), asynchronous move/copy/delete/purge (208 meanwhile), periodic
-//! token expiry, a poll delay, the N-th unit request failing or answering 304, latency,
-//! `file/get_links` entries that carry only an `error`, and downloads cut mid-body. They apply
-//! to `/api/` calls (and, for the last one, the download host), never to admin endpoints.
+//! per-second rate limit (163 or 261), asynchronous move/copy/delete/purge (208 meanwhile),
+//! periodic token expiry, a poll delay, the N-th unit request failing or answering 304,
+//! latency, `file/get_links` entries that carry only an `error`, and downloads cut mid-body.
+//! They apply to `/api/` calls (and, for the last one, the download host), never to admin
+//! endpoints.
 //!
 //! # Stats
 //!
@@ -233,6 +234,10 @@ pub struct EmulatorConfig {
     #[arg(long, default_value_t = 21_474_836_480)]
     pub max_upload_size: u64,
 
+    /// Put a few sample files and folders into an empty account at start (for `serve --demo`).
+    #[arg(long)]
+    pub demo_content: bool,
+
     /// Seed for the random generator (keys, tokens, fault decisions); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -264,6 +269,7 @@ impl Default for EmulatorConfig {
             error_status: 400,
             storage_limit: 10_737_418_240,
             max_upload_size: 21_474_836_480,
+            demo_content: false,
             seed: None,
             faults: Faults::default(),
         }
@@ -303,6 +309,9 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     let emu = Arc::new(state::Emulator::open(config, base_url).await?);
+    if emu.config.demo_content {
+        emu.seed_demo_content();
+    }
     upload::resume_pending(&emu);
     let server = server::spawn(emu.clone(), listener);
     tracing::debug!(%addr, "emulator started");

@@ -394,9 +394,10 @@ async fn injected_fault(emu: &Emulator, action: &str) -> Option<Result<Response<
         let mut faults = lock(&emu.faults);
         let mut rng = lock(&emu.fault_rng);
         if faults.over_rate_limit(Instant::now()) {
+            let code = faults.faults.rate_limit_code;
             drop(faults);
             emu.count_fault("rate_limit");
-            return Some(Ok(api_error(emu, action, &ApiError::new(163))));
+            return Some(Ok(api_error(emu, action, &ApiError::new(code))));
         }
         let unit = if action == "upload/resumable" {
             faults.unit_request_fails(&mut rng)

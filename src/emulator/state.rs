@@ -146,8 +146,9 @@ impl Emulator {
             }
             None => (Store::memory(), None),
         };
+        let loaded = state_file.as_ref().is_some_and(|p| p.exists());
         let mut state = match &state_file {
-            Some(path) if path.exists() => load_state(path)?,
+            Some(path) if loaded => load_state(path)?,
             _ => State {
                 tree: Tree::new(now_ms()),
                 tokens: HashMap::new(),
@@ -158,7 +159,13 @@ impl Emulator {
                 async_until: None,
             },
         };
-        state.rng = rng;
+        // a reloaded account continues with a fresh sequence, so a fixed seed does not hand
+        // out the tokens and link keys of the previous run again
+        state.rng = if loaded {
+            StdRng::seed_from_u64(rng.random::<u64>() ^ now_ms() as u64)
+        } else {
+            rng
+        };
         state.tree.case_insensitive = config.case_insensitive_names;
         state.tree.rebuild_children();
         let faults = FaultState::new(config.faults.clone());
@@ -329,6 +336,29 @@ impl Emulator {
         key
     }
 
+    /// Sample content for a demo, added only when the account is empty.
+    pub fn seed_demo_content(&self) {
+        let empty = {
+            let state = lock(&self.state);
+            let root = state.tree.folders.get(ROOT);
+            root.is_some_and(|r| r.child_files.is_empty() && r.child_folders.is_empty())
+        };
+        if !empty {
+            return;
+        }
+        self.seed_file(
+            "/Welcome.txt",
+            b"This account lives in the mediafire-dav emulator.\n\
+              Everything you put here stays on this machine.\n",
+        );
+        self.seed_file(
+            "/Documents/notes.md",
+            b"# Notes\n\nFiles and folders behave as they do on MediaFire.\n",
+        );
+        self.seed_folder("/Photos");
+        self.seed_folder("/Projects/2026");
+    }
+
     /// Whether a `Cookie` header carries a currently valid cookie value.
     /// Without rotation that is the configured value; with rotation the configured value is
     /// the first of a list of values, each valid until a grace period after its successor.
@@ -379,6 +409,10 @@ impl Emulator {
 fn load_state(path: &std::path::Path) -> anyhow::Result<State> {
     let text = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("emulator: reading {}: {e}", path.display()))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| anyhow::anyhow!("emulator: {} is not a saved state: {e}", path.display()))
+    let state: State = serde_json::from_slice(&text)
+        .map_err(|e| anyhow::anyhow!("emulator: {} is not a saved state: {e}", path.display()))?;
+    if !state.tree.folders.contains_key(ROOT) {
+        anyhow::bail!("emulator: {} has no root folder", path.display());
+    }
+    Ok(state)
 }

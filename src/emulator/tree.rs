@@ -65,6 +65,12 @@ pub(crate) struct Tree {
     pub files: HashMap<String, File>,
     #[serde(skip)]
     pub case_insensitive: bool,
+    /// (parent, normalised name) → key of the file not in the trash with that name.
+    #[serde(skip)]
+    file_names: HashMap<(String, String), String>,
+    /// The same for folders.
+    #[serde(skip)]
+    folder_names: HashMap<(String, String), String>,
 }
 
 /// Whether `name` is acceptable for a file or folder (§6.1): 1–255 characters, no `/`, `\` or
@@ -119,11 +125,23 @@ impl Tree {
             folders,
             files: HashMap::new(),
             case_insensitive: false,
+            file_names: HashMap::new(),
+            folder_names: HashMap::new(),
         }
     }
 
     /// Rebuilds the child key sets from the parent links (after loading).
     pub fn rebuild_children(&mut self) {
+        self.file_names.clear();
+        self.folder_names.clear();
+        let keys: Vec<String> = self.files.keys().cloned().collect();
+        for k in keys {
+            self.index_file(&k);
+        }
+        let keys: Vec<String> = self.folders.keys().cloned().collect();
+        for k in keys {
+            self.index_folder(&k);
+        }
         for f in self.folders.values_mut() {
             f.child_folders.clear();
             f.child_files.clear();
@@ -184,7 +202,8 @@ impl Tree {
         }
     }
 
-    pub fn names_equal(&self, a: &str, b: &str) -> bool {
+    #[cfg(test)]
+    fn names_equal(&self, a: &str, b: &str) -> bool {
         if self.case_insensitive {
             a.to_lowercase() == b.to_lowercase()
         } else {
@@ -234,7 +253,66 @@ impl Tree {
         file.deleted_ms.is_some() || self.folder_in_trash(&file.parent)
     }
 
+    fn name_key(&self, parent: &str, name: &str) -> (String, String) {
+        let name = if self.case_insensitive {
+            name.to_lowercase()
+        } else {
+            name.to_string()
+        };
+        (parent.to_string(), name)
+    }
+
+    /// Adds a file to the name index (unless it is in the trash).
+    fn index_file(&mut self, key: &str) {
+        let Some(f) = self.files.get(key) else { return };
+        if f.deleted_ms.is_none() {
+            let k = self.name_key(&f.parent, &f.name);
+            self.file_names.insert(k, key.to_string());
+        }
+    }
+
+    fn unindex_file(&mut self, key: &str) {
+        let Some(f) = self.files.get(key) else { return };
+        let k = self.name_key(&f.parent, &f.name);
+        if self.file_names.get(&k).is_some_and(|v| v == key) {
+            self.file_names.remove(&k);
+        }
+    }
+
+    fn index_folder(&mut self, key: &str) {
+        let Some(f) = self.folders.get(key) else {
+            return;
+        };
+        if let (None, Some(parent)) = (f.deleted_ms, &f.parent) {
+            let k = self.name_key(parent, &f.name);
+            self.folder_names.insert(k, key.to_string());
+        }
+    }
+
+    fn unindex_folder(&mut self, key: &str) {
+        let Some(f) = self.folders.get(key) else {
+            return;
+        };
+        let Some(parent) = &f.parent else { return };
+        let k = self.name_key(parent, &f.name);
+        if self.folder_names.get(&k).is_some_and(|v| v == key) {
+            self.folder_names.remove(&k);
+        }
+    }
+
+    /// The folder named `name` in `parent`, not itself in the trash.
     pub fn live_child_folder(&self, parent: &str, name: &str) -> Option<String> {
+        self.folder_names.get(&self.name_key(parent, name)).cloned()
+    }
+
+    /// The file named `name` in `parent`, not itself in the trash.
+    pub fn live_child_file(&self, parent: &str, name: &str) -> Option<String> {
+        self.file_names.get(&self.name_key(parent, name)).cloned()
+    }
+
+    /// The same lookup by walking the children (the index's reference, for tests).
+    #[cfg(test)]
+    fn scan_child_folder(&self, parent: &str, name: &str) -> Option<String> {
         let p = self.folders.get(parent)?;
         p.child_folders
             .iter()
@@ -243,7 +321,8 @@ impl Tree {
             .map(|f| f.key.clone())
     }
 
-    pub fn live_child_file(&self, parent: &str, name: &str) -> Option<String> {
+    #[cfg(test)]
+    fn scan_child_file(&self, parent: &str, name: &str) -> Option<String> {
         let p = self.folders.get(parent)?;
         p.child_files
             .iter()
@@ -339,6 +418,7 @@ impl Tree {
         if let Some(p) = self.folders.get_mut(parent) {
             p.child_folders.insert(key.clone());
         }
+        self.index_folder(&key);
         self.touch(parent);
         key
     }
@@ -374,6 +454,7 @@ impl Tree {
         if let Some(p) = self.folders.get_mut(parent) {
             p.child_files.insert(key.clone());
         }
+        self.index_file(&key);
         self.touch(parent);
         key
     }
@@ -411,6 +492,7 @@ impl Tree {
 
     pub fn rename_folder(&mut self, key: &str, name: &str) {
         self.bump();
+        self.unindex_folder(key);
         let parent = match self.folders.get_mut(key) {
             Some(f) => {
                 f.name = name.to_string();
@@ -418,6 +500,7 @@ impl Tree {
             }
             None => return,
         };
+        self.index_folder(key);
         self.touch(key);
         if let Some(p) = parent {
             self.touch(&p);
@@ -426,6 +509,7 @@ impl Tree {
 
     pub fn rename_file(&mut self, key: &str, name: &str) {
         let rev = self.bump();
+        self.unindex_file(key);
         let parent = match self.files.get_mut(key) {
             Some(f) => {
                 f.name = name.to_string();
@@ -434,11 +518,13 @@ impl Tree {
             }
             None => return,
         };
+        self.index_file(key);
         self.touch(&parent);
     }
 
     pub fn move_folder(&mut self, key: &str, dst: &str, name: &str) {
         self.bump();
+        self.unindex_folder(key);
         let old_parent = match self.folders.get_mut(key) {
             Some(f) => {
                 f.name = name.to_string();
@@ -455,12 +541,14 @@ impl Tree {
         if let Some(p) = self.folders.get_mut(dst) {
             p.child_folders.insert(key.to_string());
         }
+        self.index_folder(key);
         self.touch(dst);
         self.touch(key);
     }
 
     pub fn move_file(&mut self, key: &str, dst: &str, name: &str) {
         let rev = self.bump();
+        self.unindex_file(key);
         let old_parent = match self.files.get_mut(key) {
             Some(f) => {
                 f.name = name.to_string();
@@ -476,6 +564,7 @@ impl Tree {
         if let Some(p) = self.folders.get_mut(dst) {
             p.child_files.insert(key.to_string());
         }
+        self.index_file(key);
         self.touch(dst);
     }
 
@@ -557,6 +646,7 @@ impl Tree {
 
     pub fn trash_folder(&mut self, key: &str, now: i64) {
         self.bump();
+        self.unindex_folder(key);
         let parent = match self.folders.get_mut(key) {
             Some(f) => {
                 f.deleted_ms = Some(now);
@@ -571,6 +661,7 @@ impl Tree {
 
     pub fn trash_file(&mut self, key: &str, now: i64) {
         self.bump();
+        self.unindex_file(key);
         let parent = match self.files.get_mut(key) {
             Some(f) => {
                 f.deleted_ms = Some(now);
@@ -584,10 +675,12 @@ impl Tree {
     /// Removes a folder and everything below it for good.
     pub fn purge_folder(&mut self, key: &str) {
         self.bump();
+        self.unindex_folder(key);
         let Some(f) = self.folders.remove(key) else {
             return;
         };
         for fk in &f.child_files {
+            self.unindex_file(fk);
             self.files.remove(fk);
         }
         for sk in &f.child_folders {
@@ -602,10 +695,12 @@ impl Tree {
     }
 
     fn purge_subtree(&mut self, key: &str) {
+        self.unindex_folder(key);
         let Some(f) = self.folders.remove(key) else {
             return;
         };
         for fk in &f.child_files {
+            self.unindex_file(fk);
             self.files.remove(fk);
         }
         for sk in &f.child_folders {
@@ -615,6 +710,7 @@ impl Tree {
 
     pub fn purge_file(&mut self, key: &str) {
         self.bump();
+        self.unindex_file(key);
         let Some(f) = self.files.remove(key) else {
             return;
         };
@@ -651,7 +747,7 @@ pub(crate) fn placed_name(
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
 
     use super::*;
 
@@ -692,5 +788,83 @@ mod tests {
         assert!(!t.files.contains_key(&f));
         assert_eq!(t.free_name(ROOT, "a(1)", false), "a(1)(1)");
         assert_eq!(t.free_name(ROOT, "a", false), "a");
+    }
+    /// Checks the name index against a walk of the children for every name in use.
+    fn assert_index_consistent(t: &Tree) {
+        let mut names: Vec<String> = t.files.values().map(|f| f.name.clone()).collect();
+        names.extend(t.folders.values().map(|f| f.name.clone()));
+        for parent in t.folders.keys() {
+            for name in &names {
+                assert_eq!(
+                    t.live_child_file(parent, name),
+                    t.scan_child_file(parent, name)
+                );
+                assert_eq!(
+                    t.live_child_folder(parent, name),
+                    t.scan_child_folder(parent, name)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn name_index_follows_every_change() {
+        for case_insensitive in [false, true] {
+            let mut rng = StdRng::seed_from_u64(11);
+            let mut t = Tree::new(0);
+            t.case_insensitive = case_insensitive;
+            let names = ["a", "B", "b", "c.txt", "C.TXT"];
+            for step in 0..400 {
+                let folders: Vec<String> = t.folders.keys().cloned().collect();
+                let files: Vec<String> = t.files.keys().cloned().collect();
+                let dir = folders[rng.random_range(0..folders.len())].clone();
+                let name = names[rng.random_range(0..names.len())];
+                match rng.random_range(0..8) {
+                    0 => {
+                        let n = t.free_name(&dir, name, false);
+                        t.create_folder(&dir, &n, &mut rng, step);
+                    }
+                    1 | 2 => {
+                        let n = t.free_name(&dir, name, true);
+                        t.create_file(&dir, &n, "h", 1, &mut rng, step);
+                    }
+                    3 if !files.is_empty() => {
+                        let k = &files[rng.random_range(0..files.len())];
+                        let n = t.free_name(&dir, name, true);
+                        t.move_file(k, &dir, &n);
+                    }
+                    4 if !files.is_empty() => {
+                        let k = &files[rng.random_range(0..files.len())];
+                        let parent = t.files[k].parent.clone();
+                        let n = t.free_name(&parent, name, true);
+                        t.rename_file(k, &n);
+                    }
+                    5 if !files.is_empty() => {
+                        t.trash_file(&files[rng.random_range(0..files.len())], step);
+                    }
+                    6 if dir != ROOT => {
+                        if rng.random_bool(0.5) {
+                            t.trash_folder(&dir, step);
+                        } else {
+                            t.purge_folder(&dir);
+                        }
+                    }
+                    7 if dir != ROOT => {
+                        let parent = t.folders[&dir].parent.clone().unwrap_or_default();
+                        let n = t.free_name(&parent, name, false);
+                        t.rename_folder(&dir, &n);
+                    }
+                    _ => {}
+                }
+                assert_index_consistent(&t);
+            }
+            // a reload rebuilds the same index
+            let mut reloaded: Tree =
+                serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+            reloaded.case_insensitive = case_insensitive;
+            reloaded.rebuild_children();
+            assert_eq!(reloaded.file_names, t.file_names);
+            assert_eq!(reloaded.folder_names, t.folder_names);
+        }
     }
 }

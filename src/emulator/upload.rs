@@ -269,12 +269,12 @@ pub(crate) fn upload_check(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Ap
         None => None,
         Some(_) => Some(p.number("size", 0)?),
     };
-    let resumable = p.get("resumable") == Some("yes");
-    let action = p.duplicate_action(emu.config.duplicate_action)?;
-    let folder = destination(emu, p)?;
     if size.is_some_and(|s| s > emu.config.max_upload_size) {
         return Err(ApiError::new(282));
     }
+    let resumable = p.get("resumable") == Some("yes");
+    let action = p.duplicate_action(emu.config.duplicate_action)?;
+    let folder = destination(emu, p)?;
     // MediaFire stores no empty files, so the empty content is never "known"
     let hash_exists = hash
         .as_deref()

@@ -81,6 +81,7 @@ pub(crate) fn message_for(code: u32) -> &'static str {
         211 => "Items in the Trash Can cannot be modified",
         242 => "The folder trying to be deleted has over 1000 files",
         253 => "Unknown or invalid API method",
+        261 => "Maximum number of allowed calls for this resource is reached in a specified time",
         259 => "Folder path not found",
         260 => "File path not found",
         264 => "Hash is missing",
