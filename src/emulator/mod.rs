@@ -53,6 +53,9 @@
 //! `category/action`, rejected calls included), `total_api_calls`, `upload_unit_bytes`,
 //! `upload_simple_bytes`, `download_bytes`, `downloads`, `errors` (per error code sent),
 //! `faults_injected`, `files` and `folders` (items not in the trash; the root is not counted).
+//! `GET /__emulator/tree` ([`EmulatorHandle::tree`]) lists every live item with its path.
+//!
+//! `mediafire-dav emulator` prints `listening on http://127.0.0.1:PORT` on stdout once bound.
 
 mod api;
 mod faults;
@@ -244,6 +247,8 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
 /// Runs the emulator until ctrl-c or SIGTERM (the `mediafire-dav emulator` command).
 pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
     let handle = start(config).await?;
+    // One machine-readable line on stdout for scripts and tests that start it on port 0.
+    println!("listening on {}", handle.base_url());
     tracing::info!(url = %handle.base_url(), "mediafire emulator listening");
     shutdown_signal().await;
     tracing::info!("mediafire emulator shutting down");
@@ -288,6 +293,12 @@ impl EmulatorHandle {
     /// The same JSON as `GET /__emulator/stats`.
     pub fn stats(&self) -> serde_json::Value {
         self.emu.stats_json()
+    }
+
+    /// The same JSON as `GET /__emulator/tree`: every live file and folder with its path (and
+    /// for files size and SHA-256), sorted by path; what a test compares with its model.
+    pub fn tree(&self) -> serde_json::Value {
+        self.emu.tree_json()
     }
 
     /// Zeroes every counter of [`stats`](Self::stats).
