@@ -209,8 +209,14 @@ impl Cache {
     }
 
     async fn fetch(&self, path: &str, key: &str) -> Result<()> {
-        // The tag must be read before the listing (see module docs).
-        let tag = self.device_revision(None).await.ok();
+        // The tag must be read before the listing (see module docs). When
+        // MediaFire is unwell, say so now: listing anyway would spend a
+        // second retry budget on the same outage.
+        let tag = match self.device_revision(None).await {
+            Ok(rev) => Some(rev),
+            Err(e) if upstream_unwell(e.kind()) => return Err(e.with_context("path", path)),
+            Err(_) => None,
+        };
         self.misses.fetch_add(1, Ordering::Relaxed);
         debug!(path, folder_key = key, "cache: listing folder");
         let listing = match self.remote.list_folder(key).await {
@@ -353,6 +359,15 @@ impl Cache {
             self.dirs.retain(|p, _| !is_within(p, path));
         }
     }
+}
+
+/// Kinds that mean MediaFire (or the way to it) is failing right now, as
+/// opposed to refusing this one request.
+fn upstream_unwell(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Transient | ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::Cancelled
+    )
 }
 
 #[cfg(test)]

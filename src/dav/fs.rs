@@ -544,6 +544,17 @@ impl MfFs {
         self.failure.convert(&e)
     }
 
+    /// Fails at once when MediaFire already failed during this request:
+    /// dav-server asks about the same paths several times per request, and
+    /// each ask would otherwise spend the client's whole retry budget again
+    /// (a PUT took 30 s to answer 502 with MediaFire down).
+    fn upstream_ok(&self) -> FsResult<()> {
+        match self.failure.get() {
+            Some(_) => Err(FsError::GeneralFailure),
+            None => Ok(()),
+        }
+    }
+
     async fn open_file(&self, path: &str, options: OpenOptions) -> FsResult<Box<dyn DavFile>> {
         let sh = &self.shared;
         let found = sh.find(path).await.map_err(|e| self.fail(e))?;
@@ -617,6 +628,7 @@ impl DavFileSystem for MfFs {
             if p.is_empty() {
                 return Err(FsError::Forbidden);
             }
+            self.upstream_ok()?;
             self.open_file(&p, options).await
         }
         .boxed()
@@ -630,6 +642,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: read_dir");
             let p = rel(path)?;
+            self.upstream_ok()?;
             let entries = self.shared.read_dir(&p).await.map_err(|e| self.fail(e))?;
             let items = entries
                 .into_iter()
@@ -643,6 +656,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: metadata");
             let p = rel(path)?;
+            self.upstream_ok()?;
             match self.shared.find(&p).await.map_err(|e| self.fail(e))? {
                 Some(found) => Ok(Box::new(found.meta()) as Box<dyn DavMetaData>),
                 None => Err(FsError::NotFound),
@@ -655,6 +669,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: create_dir");
             let p = rel(path)?;
+            self.upstream_ok()?;
             self.shared.create_dir(&p).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -664,6 +679,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: remove_dir");
             let p = rel(path)?;
+            self.upstream_ok()?;
             self.shared.remove_dir(&p).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -673,6 +689,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: remove_file");
             let p = rel(path)?;
+            self.upstream_ok()?;
             self.shared.remove_file(&p).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -682,6 +699,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(from = %from, to = %to, "fs: rename");
             let (f, t) = (rel(from)?, rel(to)?);
+            self.upstream_ok()?;
             self.shared.rename(&f, &t).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -691,6 +709,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(from = %from, to = %to, "fs: copy");
             let (f, t) = (rel(from)?, rel(to)?);
+            self.upstream_ok()?;
             self.shared.copy(&f, &t).await.map_err(|e| self.fail(e))
         }
         .boxed()
