@@ -9,3 +9,6 @@ mod dav_methods;
 
 // litmus and rclone as oracles.
 mod clients;
+
+// Each emulator fault switch on its own: reads retried, writes complete or fail clearly.
+mod faults;
