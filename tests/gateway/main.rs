@@ -12,3 +12,6 @@ mod clients;
 
 // Each emulator fault switch on its own: reads retried, writes complete or fail clearly.
 mod faults;
+
+// Hostile and malformed requests: one row per case, never a 5xx or a panic.
+mod bad_input;
