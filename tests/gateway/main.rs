@@ -15,3 +15,9 @@ mod faults;
 
 // Hostile and malformed requests: one row per case, never a 5xx or a panic.
 mod bad_input;
+
+// The real binary as child processes (emulator and server), output captured.
+mod child;
+
+// No cookie, token or password in a debug log or an error page.
+mod secrets;
