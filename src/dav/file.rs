@@ -206,7 +206,7 @@ impl MfFile {
         }
         if w.spool.is_none() {
             let tmp = tempfile::Builder::new()
-                .prefix("put-")
+                .prefix(super::spool::prefix())
                 .tempfile_in(&self.shared.config.spool_dir)
                 .map_err(|e| spool_error(&self.failure, e, &w.path))?;
             let (file, path) = tmp.into_parts();

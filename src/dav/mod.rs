@@ -28,6 +28,7 @@ pub mod memory;
 mod meta;
 mod overlay;
 mod props;
+mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
