@@ -21,3 +21,6 @@ mod child;
 
 // No cookie, token or password in a debug log or an error page.
 mod secrets;
+
+// kill -9 mid-upload, restart: nothing partial, the retry resumes.
+mod crash;
