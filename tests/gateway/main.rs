@@ -24,3 +24,6 @@ mod secrets;
 
 // kill -9 mid-upload, restart: nothing partial, the retry resumes.
 mod crash;
+
+// 8 clients, 10% faults, token expiry every 5 s; MediaFire matches the model.
+mod soak;
