@@ -15,6 +15,10 @@
 //!   `/`, `\` or control characters, not `.` or `..`. The Windows set
 //!   `:*?"<>|` is an unverified guess there, so it is not refused.
 //!
+//! - An `If`, `If-Match` or `If-None-Match` header that dav-server 0.11's
+//!   parser would panic on (`If: <` or `If: ["x]` run its scanner off the
+//!   end; an entity tag of a lone `"` slices backwards): 400. Found by the
+//!   property test `tests/gateway/fuzz.rs`.
 //! - An XML body (PROPFIND, PROPPATCH, LOCK) nested deeper than
 //!   [`MAX_XML_DEPTH`]: 400. dav-server parses it recursively, and a
 //!   5000-deep body of 55 KB (under its 64 KiB limit) overflowed the stack.
@@ -217,6 +221,12 @@ pub(crate) fn refuse<B>(req: &Request<B>, prefix: &str) -> Option<Response<Body>
             "the Destination must not contain `.` or `..` segments".to_string(),
         ));
     }
+    if let Some(header) = panicking_condition(req.headers()) {
+        return Some(refused(
+            StatusCode::BAD_REQUEST,
+            format!("the {header} header is malformed"),
+        ));
+    }
     let new_name = match req.method().as_str() {
         "PUT" | "MKCOL" | "LOCK" => segments(path).last().copied(),
         "COPY" | "MOVE" => dest.as_deref().and_then(|d| segments(d).last().copied()),
@@ -232,6 +242,73 @@ pub(crate) fn refuse<B>(req: &Request<B>, prefix: &str) -> Option<Response<Body>
             name.escape_debug().to_string()
         ),
     ))
+}
+
+/// The name of a conditional header dav-server 0.11 would panic on.
+fn panicking_condition(headers: &http::HeaderMap) -> Option<&'static str> {
+    for name in ["if-match", "if-none-match"] {
+        for value in headers.get_all(name) {
+            let Ok(text) = value.to_str() else { continue };
+            if text.split(',').any(|t| matches!(t.trim(), "\"" | "W/\"")) {
+                return Some(if name == "if-match" {
+                    "If-Match"
+                } else {
+                    "If-None-Match"
+                });
+            }
+        }
+    }
+    headers
+        .get_all("if")
+        .iter()
+        .any(|v| if_scan_overruns(v.as_bytes()))
+        .then_some("If")
+}
+
+/// Whether dav-server's tokenizer of the `If` header would index past the
+/// end: a `<...>` or `[...]` token (quotes may hide the closer) that is
+/// still open when the value ends, before any whitespace.
+fn if_scan_overruns(value: &[u8]) -> bool {
+    let special = |c: u8| b"<>()[]".contains(&c);
+    let space = |c: u8| b" \t\r\n".contains(&c);
+    let mut i = 0;
+    while i < value.len() {
+        let c = value[i];
+        if space(c) || c == b'(' || c == b')' {
+            i += 1;
+        } else if c == b'<' || c == b'[' {
+            let close = if c == b'<' { b'>' } else { b']' };
+            let mut j = i + 1;
+            let mut quote = false;
+            loop {
+                let Some(&b) = value.get(j) else { return true };
+                if !quote && b == close {
+                    break;
+                }
+                if space(b) {
+                    // dav-server stops here with an error, not a panic
+                    return false;
+                }
+                if b == b'"' {
+                    quote = !quote;
+                }
+                j += 1;
+            }
+            i = j + 1;
+        } else if value[i..].starts_with(b"Not") {
+            i += 3;
+        } else {
+            // a word: up to whitespace, a special character or a control
+            let start = i;
+            while i < value.len() && !space(value[i]) && !special(value[i]) && value[i] >= 32 {
+                i += 1;
+            }
+            if i == start {
+                return false;
+            }
+        }
+    }
+    false
 }
 
 /// Which MediaFire naming rule `name` breaks, `None` when it is fine.
@@ -346,6 +423,40 @@ mod tests {
         };
         let bytes = ok.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"<a><b/></a>");
+    }
+
+    #[test]
+    fn conditions_dav_server_would_panic_on_are_refused() {
+        let with = |name: &str, value: &str| {
+            Request::builder()
+                .method("PUT")
+                .uri("/f.txt")
+                .header(name, value)
+                .body(())
+                .unwrap()
+        };
+        for bad in ["<", "(<a:b", "([\"x]", "[\"x\"", "(<x> [", "<a\"b>c\""] {
+            let r = refuse(&with("If", bad), "");
+            assert_eq!(r.map(|r| r.status().as_u16()), Some(400), "If: {bad}");
+        }
+        for fine in [
+            "(<opaquelocktoken:abc>)",
+            "<http://h/a> ([\"etag\"])",
+            "(Not <DAV:no-lock>)",
+            "garbage (((",
+            "<a b>",
+            "",
+        ] {
+            assert!(refuse(&with("If", fine), "").is_none(), "If: {fine}");
+        }
+        for bad in ["\"", "\"a\", \"", " W/\" "] {
+            assert!(
+                refuse(&with("If-Match", bad), "").is_some(),
+                "If-Match: {bad}"
+            );
+            assert!(refuse(&with("If-None-Match", bad), "").is_some());
+        }
+        assert!(refuse(&with("If-Match", "\"a\", W/\"b\", *"), "").is_none());
     }
 
     #[test]
