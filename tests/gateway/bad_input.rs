@@ -40,6 +40,20 @@ fn row(name: &'static str, method: &'static str, target: &str, expect: u16) -> R
     }
 }
 
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let headers: Vec<(&str, String)> =
+            self.headers.iter().map(|(n, v)| (*n, text(v))).collect();
+        f.debug_struct("Row")
+            .field("method", &self.method)
+            .field("target", &text(&self.target))
+            .field("headers", &headers)
+            .field("body", &text(&self.body))
+            .finish()
+    }
+}
+
 impl Row {
     fn header(mut self, name: &'static str, value: impl AsRef<[u8]>) -> Row {
         self.headers.push((name, value.as_ref().to_vec()));

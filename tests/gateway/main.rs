@@ -27,3 +27,6 @@ mod crash;
 
 // 8 clients, 10% faults, token expiry every 5 s; MediaFire matches the model.
 mod soak;
+
+// Property test: generated paths, headers and XML never crash or answer 500.
+mod fuzz;
