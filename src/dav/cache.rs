@@ -215,10 +215,14 @@ impl Cache {
     async fn fetch(&self, path: &str, key: &str) -> Result<()> {
         // The tag must be read before the listing (see module docs). While
         // MediaFire still runs jobs (a folder copy, a trash) the listing may
-        // change without us: no tag, so the next revalidation re-lists.
+        // change without us: no tag, so the next revalidation re-lists. When
+        // MediaFire is unwell, say so now: listing anyway would spend a
+        // second retry budget on the same outage.
         let tag = match self.device_status(None).await {
             Ok(s) if !s.async_jobs_in_progress => Some(s.revision),
-            _ => None,
+            Ok(_) => None,
+            Err(e) if upstream_unwell(e.kind()) => return Err(e.with_context("path", path)),
+            Err(_) => None,
         };
         self.misses.fetch_add(1, Ordering::Relaxed);
         debug!(path, folder_key = key, "cache: listing folder");
@@ -380,6 +384,15 @@ impl Cache {
             self.dirs.retain(|p, _| !is_within(p, path));
         }
     }
+}
+
+/// Kinds that mean MediaFire (or the way to it) is failing right now, as
+/// opposed to refusing this one request.
+fn upstream_unwell(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Transient | ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::Cancelled
+    )
 }
 
 #[cfg(test)]

@@ -36,9 +36,6 @@ use super::error::Failure;
 use super::fs::{Prefetch, Shared};
 use super::meta::MfMeta;
 
-/// Name prefix of spool files, so a sweep after a crash finds only ours.
-pub(crate) const SPOOL_PREFIX: &str = "mfdav-put-";
-
 pub(crate) struct MfFile {
     mode: Mode,
     shared: Arc<Shared>,
@@ -221,7 +218,7 @@ impl MfFile {
         }
         if w.spool.is_none() {
             let tmp = tempfile::Builder::new()
-                .prefix(SPOOL_PREFIX)
+                .prefix(super::spool::prefix())
                 .tempfile_in(&self.shared.config.spool_dir)
                 .map_err(|e| spool_error(&self.failure, e, &w.path))?;
             let (file, path) = tmp.into_parts();

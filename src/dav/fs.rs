@@ -37,7 +37,7 @@ use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
 use super::DavConfig;
 use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
-use super::file::{MfFile, SPOOL_PREFIX};
+use super::file::MfFile;
 use super::meta::{MfDirEntry, MfMeta};
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
@@ -138,34 +138,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// How old a spool file must be before start-up removes it: spools of a
-/// crashed process, never those of another instance's running upload.
-const STALE_SPOOL: Duration = Duration::from_secs(24 * 3600);
-
-/// Removes spool files left by a crash (a clean exit leaves none).
-fn sweep_spool(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let stale = entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(SPOOL_PREFIX)
-            && entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_SPOOL));
-        if stale && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        debug!(removed, dir = %dir.display(), "spool: removed files left by a crash");
-    }
-}
-
 fn not_found(path: &str) -> Error {
     Error::new(ErrorKind::NotFound, "no such file or folder").with_context("path", path)
 }
@@ -174,7 +146,7 @@ impl Shared {
     pub(crate) fn new(remote: Arc<dyn Remote>, config: DavConfig) -> Result<Shared> {
         std::fs::create_dir_all(&config.state_dir)?;
         std::fs::create_dir_all(&config.spool_dir)?;
-        sweep_spool(&config.spool_dir);
+        super::spool::clean_dead(&config.spool_dir);
         Ok(Shared {
             cache: Cache::new(remote.clone(), config.cache_ttl),
             overlay: Overlay::open(&config.state_dir)?,
@@ -613,6 +585,17 @@ impl MfFs {
         self.failure.convert(&e)
     }
 
+    /// Fails at once when MediaFire already failed during this request:
+    /// dav-server asks about the same paths several times per request, and
+    /// each ask would otherwise spend the client's whole retry budget again
+    /// (a PUT took 30 s to answer 502 with MediaFire down).
+    fn upstream_ok(&self) -> FsResult<()> {
+        match self.failure.get() {
+            Some(_) => Err(FsError::GeneralFailure),
+            None => Ok(()),
+        }
+    }
+
     async fn open_file(&self, path: &str, options: OpenOptions) -> FsResult<Box<dyn DavFile>> {
         let sh = &self.shared;
         let found = sh.find(path).await.map_err(|e| self.fail(e))?;
@@ -687,6 +670,7 @@ impl DavFileSystem for MfFs {
             if p.is_empty() {
                 return Err(FsError::Forbidden);
             }
+            self.upstream_ok()?;
             self.open_file(&p, options).await
         }
         .boxed()
@@ -709,6 +693,7 @@ impl DavFileSystem for MfFs {
                 let none = futures_util::stream::empty::<FsResult<Box<dyn DavDirEntry>>>();
                 return Ok(Box::pin(none) as FsStream<Box<dyn DavDirEntry>>);
             }
+            self.upstream_ok()?;
             let entries = self.shared.read_dir(&p).await.map_err(|e| self.fail(e))?;
             let items = entries
                 .into_iter()
@@ -722,6 +707,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: metadata");
             let p = rel(path)?;
+            self.upstream_ok()?;
             match self.shared.find(&p).await.map_err(|e| self.fail(e))? {
                 Some(found) => Ok(Box::new(self.shared.meta(&found)) as Box<dyn DavMetaData>),
                 None => Err(FsError::NotFound),
@@ -734,6 +720,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: create_dir");
             let p = rel(path)?;
+            self.upstream_ok()?;
             self.shared.create_dir(&p).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -743,6 +730,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: remove_dir");
             let p = rel(path)?;
+            self.upstream_ok()?;
             self.shared.remove_dir(&p).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -752,6 +740,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: remove_file");
             let p = rel(path)?;
+            self.upstream_ok()?;
             self.shared.remove_file(&p).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -761,6 +750,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(from = %from, to = %to, "fs: rename");
             let (f, t) = (rel(from)?, rel(to)?);
+            self.upstream_ok()?;
             self.shared.rename(&f, &t).await.map_err(|e| self.fail(e))
         }
         .boxed()
@@ -770,6 +760,7 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(from = %from, to = %to, "fs: copy");
             let (f, t) = (rel(from)?, rel(to)?);
+            self.upstream_ok()?;
             self.shared.copy(&f, &t).await.map_err(|e| self.fail(e))
         }
         .boxed()

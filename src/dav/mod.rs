@@ -28,11 +28,13 @@ mod cache;
 mod error;
 mod file;
 mod fs;
+mod guard;
 #[doc(hidden)]
 pub mod memory;
 mod meta;
 mod overlay;
 mod props;
+mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -158,11 +160,17 @@ impl MfDav {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let mut req = req;
         if self.shared.config.read_only && is_mutating(req.method()) {
             debug!(method = %req.method(), "dav: refused, read-only");
             return plain(StatusCode::FORBIDDEN);
         }
+        if let Some(resp) = guard::refuse(&req, &self.shared.config.prefix) {
+            return resp;
+        }
+        let mut req = match guard::xml_body(req).await {
+            Ok(req) => req,
+            Err(resp) => return resp,
+        };
         if req.method().as_str() == "PROPFIND"
             && let Some(resp) = self.before_propfind(&mut req).await
         {

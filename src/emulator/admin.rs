@@ -32,6 +32,7 @@ pub(super) async fn admin(
     let ok = || json_response(StatusCode::OK, &json!({"ok": true}));
     match (method, path.as_str()) {
         (Method::GET, "/__emulator/stats") => json_response(StatusCode::OK, &emu.stats_json()),
+        (Method::GET, "/__emulator/tree") => json_response(StatusCode::OK, &emu.tree_json()),
         (Method::POST, "/__emulator/stats/reset") => {
             emu.reset_stats();
             ok()

@@ -321,34 +321,13 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
 /// Runs the emulator until ctrl-c or SIGTERM (the `mediafire-dav emulator` command).
 pub async fn run(config: EmulatorConfig) -> anyhow::Result<()> {
     let handle = start(config).await?;
+    // One machine-readable line on stdout for scripts and tests that start it on port 0.
+    println!("listening on {}", handle.base_url());
     tracing::info!(url = %handle.base_url(), "mediafire emulator listening");
-    shutdown_signal().await;
+    crate::server::shutdown_signal().await;
     tracing::info!("mediafire emulator shutting down");
     handle.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
 
 impl EmulatorHandle {
@@ -365,6 +344,12 @@ impl EmulatorHandle {
     /// The same JSON as `GET /__emulator/stats`.
     pub fn stats(&self) -> serde_json::Value {
         self.emu.stats_json()
+    }
+
+    /// The same JSON as `GET /__emulator/tree`: every live file and folder with its path (and
+    /// for files size and SHA-256), sorted by path; what a test compares with its model.
+    pub fn tree(&self) -> serde_json::Value {
+        self.emu.tree_json()
     }
 
     /// Zeroes every counter of [`stats`](Self::stats).

@@ -239,6 +239,11 @@ impl Emulator {
         *lock(&self.save_lock) = true;
     }
 
+    /// The live tree as JSON: `{"items": [...]}` (see [`Tree::live_items`]).
+    pub fn tree_json(&self) -> Value {
+        json!({ "items": lock(&self.state).tree.live_items() })
+    }
+
     pub fn stats_json(&self) -> Value {
         let (files, folders) = {
             let state = lock(&self.state);

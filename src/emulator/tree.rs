@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::Collision;
 use super::api::ApiError;
@@ -181,6 +182,41 @@ impl Tree {
             .filter(|k| k.as_str() != ROOT && !self.folder_in_trash(k))
             .count() as u64;
         (files, folders)
+    }
+
+    /// Every live item as `{path, kind, size, hash}` (folders: kind `folder`, no size or hash),
+    /// sorted by path; two items sharing a name in one folder appear twice.
+    pub fn live_items(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut stack = vec![(ROOT.to_string(), String::new())];
+        while let Some((key, path)) = stack.pop() {
+            let Some(folder) = self.folders.get(&key) else {
+                continue;
+            };
+            for f in folder.child_files.iter().filter_map(|k| self.files.get(k)) {
+                if f.deleted_ms.is_none() {
+                    out.push(json!({
+                        "path": format!("{path}/{}", f.name),
+                        "kind": "file",
+                        "size": f.size,
+                        "hash": f.hash,
+                    }));
+                }
+            }
+            for sub in folder
+                .child_folders
+                .iter()
+                .filter_map(|k| self.folders.get(k))
+            {
+                if sub.deleted_ms.is_none() {
+                    let sub_path = format!("{path}/{}", sub.name);
+                    out.push(json!({"path": sub_path, "kind": "folder"}));
+                    stack.push((sub.key.clone(), sub_path));
+                }
+            }
+        }
+        out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+        out
     }
 
     /// Bytes used by every file not purged.
@@ -866,5 +902,22 @@ mod tests {
             assert_eq!(reloaded.file_names, t.file_names);
             assert_eq!(reloaded.folder_names, t.folder_names);
         }
+    }
+
+    #[test]
+    fn live_items_list_paths_and_skip_the_trash() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut t = Tree::new(0);
+        let b = t.mkdir_p(ROOT, "/a/b", &mut rng, 0);
+        let hash = "1".repeat(64);
+        t.create_file(&b, "x.txt", &hash, 5, &mut rng, 0);
+        let gone = t.create_file(ROOT, "gone.txt", &hash, 5, &mut rng, 0);
+        t.trash_file(&gone, 1);
+        let items = t.live_items();
+        let paths: Vec<&str> = items.iter().map(|i| i["path"].as_str().unwrap()).collect();
+        assert_eq!(paths, ["/a", "/a/b", "/a/b/x.txt"]);
+        assert_eq!(items[2]["size"], 5);
+        assert_eq!(items[2]["hash"], hash.as_str());
+        assert_eq!(items[0]["kind"], "folder");
     }
 }

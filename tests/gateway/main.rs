@@ -12,3 +12,24 @@ mod clients;
 
 // The binary's subcommands: check, serve --demo, healthcheck.
 mod cli;
+
+// Each emulator fault switch on its own: reads retried, writes complete or fail clearly.
+mod faults;
+
+// Hostile and malformed requests: one row per case, never a 5xx or a panic.
+mod bad_input;
+
+// The real binary as child processes (emulator and server), output captured.
+mod child;
+
+// No cookie, token or password in a debug log or an error page.
+mod secrets;
+
+// kill -9 mid-upload, restart: nothing partial, the retry resumes.
+mod crash;
+
+// 8 clients, 10% faults, token expiry every 5 s; MediaFire matches the model.
+mod soak;
+
+// Property test: generated paths, headers and XML never crash or answer 500.
+mod fuzz;
