@@ -2057,3 +2057,21 @@ async fn a_damaged_state_file_is_refused_with_a_clear_error() {
     .expect("refused");
     assert!(err.to_string().contains("state.json"), "{err}");
 }
+
+#[tokio::test]
+async fn a_delayed_upload_appears_without_being_polled() {
+    let e = start(EmulatorConfig {
+        faults: Faults {
+            poll_delay_ms: 500,
+            ..Faults::default()
+        },
+        ..config()
+    })
+    .await;
+    let data = content(10, 4);
+    e.unit(&e.token, &[], "unpolled.txt", &data, 4 * MIB, 0).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let files = e.list("", "files").await;
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["filename"], "unpolled.txt");
+}

@@ -625,8 +625,8 @@ fn verifying(emu: &Arc<Emulator>, blob: String) -> Phase {
 
 /// Sets a session's phase; a verifying session completes now or after the poll delay.
 fn set_phase(emu: &Arc<Emulator>, key: &str, phase: Phase) {
-    let wait = match &phase {
-        Phase::Verifying { ready_ms, .. } => Some((*ready_ms - now_ms()).max(0) as u64),
+    let ready = match &phase {
+        Phase::Verifying { ready_ms, .. } => Some(*ready_ms),
         _ => None,
     };
     if let Some(s) = lock(&emu.state).uploads.get_mut(key) {
@@ -634,18 +634,25 @@ fn set_phase(emu: &Arc<Emulator>, key: &str, phase: Phase) {
         s.updated_ms = now_ms();
     }
     emu.mark_dirty();
-    match wait {
-        Some(0) => finish_if_due(emu, key),
-        Some(ms) => {
-            let emu = emu.clone();
-            let key = key.to_string();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                finish_if_due(&emu, &key);
-            });
-        }
-        None => {}
+    let Some(ready_ms) = ready else { return };
+    if ready_ms <= now_ms() {
+        finish_if_due(emu, key);
+        return;
     }
+    // the file appears on time even if nobody polls (AL/OL poll once); the timer sleeps on
+    // tokio's clock, the deadline is on the wall clock, so check again after waking
+    let emu = emu.clone();
+    let key = key.to_string();
+    tokio::spawn(async move {
+        loop {
+            let left = ready_ms - now_ms();
+            if left <= 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(left as u64 + 1)).await;
+        }
+        finish_if_due(&emu, &key);
+    });
 }
 
 /// Turns a verified upload into a file once its delay has passed (idempotent).
