@@ -68,7 +68,8 @@ pub(crate) struct State {
     /// Key and token generator (seeded from `--seed`).
     #[serde(skip, default = "entropy_rng")]
     pub rng: StdRng,
-    /// While an asynchronous operation runs: until when (other mutations answer 208).
+    /// While an asynchronous operation runs (set until it has landed): when it is due. Other
+    /// mutations meanwhile answer 208.
     #[serde(skip)]
     pub async_until: Option<Instant>,
 }

@@ -325,7 +325,8 @@ where
     };
     let now = now_ms();
     let mut state = lock(&emu.state);
-    if state.async_until.is_some_and(|t| Instant::now() < t) {
+    // busy until the job has landed, not merely until its time is up
+    if state.async_until.is_some() {
         return Err(ApiError::new(208));
     }
     let deferred = asyncable && async_ops;
