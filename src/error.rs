@@ -195,11 +195,7 @@ impl fmt::Display for Error {
             write!(f, ": {}", self.message)?;
         }
         if !self.context.is_empty() {
-            let parts: Vec<String> = self
-                .context
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
+            let parts: Vec<String> = self.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
             write!(f, " [{}]", parts.join(", "))?;
         }
         if let Some(source) = &self.source {
