@@ -2069,7 +2069,8 @@ async fn a_delayed_upload_appears_without_being_polled() {
     })
     .await;
     let data = content(10, 4);
-    e.unit(&e.token, &[], "unpolled.txt", &data, 4 * MIB, 0).await;
+    e.unit(&e.token, &[], "unpolled.txt", &data, 4 * MIB, 0)
+        .await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     let files = e.list("", "files").await;
     assert_eq!(files.len(), 1);
