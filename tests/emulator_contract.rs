@@ -1882,6 +1882,18 @@ async fn admin_seed_stats_and_reset() {
         .await;
     assert_eq!(s(&r["folderkey"]).len(), 13);
     assert_eq!(e.download(&qk).await, b"seeded");
+    let tree = e
+        .http
+        .get(e.url("/__emulator/tree"))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    assert_eq!(tree["files"]["/s/t.txt"]["quickkey"], qk.as_str());
+    assert_eq!(tree["files"]["/s/t.txt"]["size"], json!(6));
+    assert_eq!(tree["folders"]["/"], "myfiles");
+    assert!(tree["folders"]["/s/u"].is_string());
     e.list("", "folders").await;
     e.list("", "files").await;
     let st = e.stats().await;

@@ -1,5 +1,6 @@
-//! The admin endpoints under `/__emulator/` (loopback only, never subject to faults): stats,
-//! fault switches, token expiry and seeding, for tests that run in other processes.
+//! The admin endpoints under `/__emulator/` (loopback only, never subject to faults and not
+//! counted as API calls): stats, fault switches, token expiry, seeding and a dump of the tree,
+//! for tests that run in other processes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub(super) async fn admin(
     let ok = || json_response(StatusCode::OK, &json!({"ok": true}));
     match (method, path.as_str()) {
         (Method::GET, "/__emulator/stats") => json_response(StatusCode::OK, &emu.stats_json()),
+        (Method::GET, "/__emulator/tree") => json_response(StatusCode::OK, &emu.tree_json()),
         (Method::POST, "/__emulator/stats/reset") => {
             emu.reset_stats();
             ok()

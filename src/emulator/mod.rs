@@ -16,7 +16,9 @@
 //!   `system/get_limits` (any `/api/<version>/` prefix and the unversioned `/api/` are accepted).
 //! - `/dl/<token>/<quickkey>/<name>`: the download host (GET, HEAD, single Range).
 //! - `/convkey/...`: a tiny image for thumbnails.
-//! - `/__emulator/*`: admin endpoints (stats, faults, seeding, token expiry), loopback only.
+//! - `/__emulator/*`: admin endpoints, loopback only: `GET stats`, `POST stats/reset`,
+//!   `GET|POST faults`, `POST expire-tokens`, `POST seed?path=`, `GET tree` (every live item
+//!   by path, with quickkey, size, hash and revision).
 //!
 //! # Choices where the spec is silent (each one a flag where the spec says unknown)
 //!

@@ -260,6 +260,48 @@ impl Emulator {
         })
     }
 
+    /// Every item not in the trash by path: `{"folders": {"/a": key}, "files": {"/a/b.txt":
+    /// {"quickkey", "size", "hash", "revision"}}}` (`GET /__emulator/tree`).
+    pub fn tree_json(&self) -> Value {
+        let state = lock(&self.state);
+        let tree = &state.tree;
+        let mut folders = serde_json::Map::new();
+        let mut files = serde_json::Map::new();
+        let mut stack = vec![(ROOT.to_string(), String::new())];
+        while let Some((key, path)) = stack.pop() {
+            let Some(dir) = tree.folders.get(&key) else {
+                continue;
+            };
+            folders.insert(
+                if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.clone()
+                },
+                json!(key),
+            );
+            for fk in &dir.child_files {
+                if let Some(f) = tree.files.get(fk).filter(|f| f.deleted_ms.is_none()) {
+                    files.insert(
+                        format!("{path}/{}", f.name),
+                        json!({
+                            "quickkey": f.key,
+                            "size": f.size,
+                            "hash": f.hash,
+                            "revision": f.revision,
+                        }),
+                    );
+                }
+            }
+            for sk in &dir.child_folders {
+                if let Some(sub) = tree.folders.get(sk).filter(|s| s.deleted_ms.is_none()) {
+                    stack.push((sub.key.clone(), format!("{path}/{}", sub.name)));
+                }
+            }
+        }
+        json!({"folders": folders, "files": files})
+    }
+
     pub fn reset_stats(&self) {
         *lock(&self.stats) = Stats::default();
     }
