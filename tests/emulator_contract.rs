@@ -1894,6 +1894,7 @@ async fn admin_seed_stats_and_reset() {
     assert_eq!(tree["files"]["/s/t.txt"]["size"], json!(6));
     assert_eq!(tree["folders"]["/"], "myfiles");
     assert!(tree["folders"]["/s/u"].is_string());
+    assert_eq!(tree, e.h.tree());
     e.list("", "folders").await;
     e.list("", "files").await;
     let st = e.stats().await;

@@ -369,6 +369,11 @@ impl EmulatorHandle {
         self.emu.stats_json()
     }
 
+    /// The same JSON as `GET /__emulator/tree`: every item not in the trash, by path.
+    pub fn tree(&self) -> serde_json::Value {
+        self.emu.tree_json()
+    }
+
     /// Zeroes every counter of [`stats`](Self::stats).
     pub fn reset_stats(&self) {
         self.emu.reset_stats();
