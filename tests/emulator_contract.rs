@@ -2089,3 +2089,51 @@ async fn a_delayed_upload_appears_without_being_polled() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["filename"], "unpolled.txt");
 }
+
+#[tokio::test]
+async fn extreme_values_are_answered_not_crashed_on() {
+    let e = start(EmulatorConfig {
+        token_ttl: u64::MAX,
+        link_ttl: u64::MAX,
+        cookie_grace_secs: u64::MAX,
+        renew_same_token_secs: u64::MAX,
+        rotate_cookie: true,
+        ..config()
+    })
+    .await;
+    e.session_token().await;
+    e.ok("user/renew_session_token", &[]).await;
+    let qk = e.h.seed_file("/x.txt", b"x");
+    assert_eq!(e.download(&qk).await, b"x");
+    let huge = u64::MAX.to_string();
+    let r = e
+        .ok(
+            "folder/get_content",
+            &[
+                ("content_type", "files"),
+                ("chunk", &huge),
+                ("chunk_size", "1000"),
+            ],
+        )
+        .await;
+    assert_eq!(r["folder_content"]["files"], json!([]));
+    e.err(
+        "folder/get_content",
+        &[("content_type", "files"), ("chunk", "-1")],
+        129,
+    )
+    .await;
+    e.h.set_faults(Faults {
+        poll_delay_ms: u64::MAX,
+        async_ms: u64::MAX,
+        async_ops: true,
+        ..Faults::default()
+    });
+    let (status, r) = e
+        .unit(&e.token, &[], "y.bin", &content(5, 1), 4 * MIB, 0)
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let key = s(&r["doupload"]["key"]).to_string();
+    assert_ne!(e.poll(&key).await["status"], "99");
+    e.ok("file/delete", &[("quick_key", &qk)]).await;
+}

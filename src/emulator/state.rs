@@ -24,6 +24,16 @@ pub(crate) use super::tree::{
 };
 use super::upload::UploadSession;
 
+/// Seconds (from a flag) as milliseconds, saturating instead of overflowing.
+pub(crate) fn secs_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
+/// Milliseconds (from a flag) as `i64`, saturating.
+pub(crate) fn ms(millis: u64) -> i64 {
+    i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -426,7 +436,7 @@ impl Emulator {
     /// Rotates the cookie: the current value(s) stay valid for the grace period, a new value
     /// becomes current. Returns the new value.
     pub fn rotate_cookie(&self, now: i64) -> String {
-        let grace = self.config.cookie_grace_secs as i64 * 1000;
+        let grace = secs_ms(self.config.cookie_grace_secs);
         let mut state = lock(&self.state);
         let fresh = random_key(&mut state.rng, 24);
         state
@@ -437,7 +447,7 @@ impl Emulator {
             .iter_mut()
             .filter(|c| c.valid_until_ms.is_none())
         {
-            c.valid_until_ms = Some(now + grace);
+            c.valid_until_ms = Some(now.saturating_add(grace));
         }
         state.cookies.push(CookieValue {
             value: fresh.clone(),

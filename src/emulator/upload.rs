@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::DuplicateAction;
 use super::api::{ApiError, Fields, Params, created_pair};
-use super::state::{Emulator, State, is_valid_name, lock, now_ms, random_key};
+use super::state::{Emulator, State, is_valid_name, lock, ms, now_ms, random_key};
 use super::store::{PutError, Stored, is_sha256_hex};
 
 const MIB: u64 = 1024 * 1024;
@@ -614,11 +614,11 @@ async fn assemble_and_verify(emu: &Arc<Emulator>, key: &str) {
 }
 
 fn verifying(emu: &Arc<Emulator>, blob: String) -> Phase {
-    let delay = lock(&emu.faults).faults.poll_delay_ms as i64;
+    let delay = ms(lock(&emu.faults).faults.poll_delay_ms);
     let now = now_ms();
     Phase::Verifying {
         since_ms: now,
-        ready_ms: now + delay,
+        ready_ms: now.saturating_add(delay),
         blob,
     }
 }
@@ -743,7 +743,7 @@ where
     let folder = destination(emu, &params)?;
     let stored = match emu
         .store
-        .put_blob_body(body, emu.config.max_upload_size + 1)
+        .put_blob_body(body, emu.config.max_upload_size.saturating_add(1))
         .await
     {
         Ok(s) => s,

@@ -174,7 +174,7 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
 
     let mut rows = listing_rows(tree, &key, q.files);
     sort_rows(&mut rows, &q);
-    let start = ((q.chunk - 1) * q.chunk_size) as usize;
+    let start = usize::try_from((q.chunk - 1).saturating_mul(q.chunk_size)).unwrap_or(usize::MAX);
     let page: Vec<Value> = rows
         .iter()
         .skip(start)
@@ -190,7 +190,7 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         })
         .collect();
 
-    let more = rows.len() > start + q.chunk_size as usize;
+    let more = rows.len() > start.saturating_add(q.chunk_size as usize);
     let revision = tree
         .folders
         .get(&key)

@@ -349,7 +349,7 @@ where
         // the trial above computed the answer; the same op with the same random state replays
         // it on the real tree later, so the keys in the answer are the keys that appear
         state.rng = rng;
-        state.async_until = Some(Instant::now() + Duration::from_millis(async_ms));
+        state.async_until = Instant::now().checked_add(Duration::from_millis(async_ms));
         drop(state);
         let emu = emu.clone();
         tokio::spawn(async move {
