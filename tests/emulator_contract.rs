@@ -2137,3 +2137,45 @@ async fn extreme_values_are_answered_not_crashed_on() {
     assert_ne!(e.poll(&key).await["status"], "99");
     e.ok("file/delete", &[("quick_key", &qk)]).await;
 }
+
+#[tokio::test]
+async fn folder_depth_is_limited_to_130() {
+    let e = start(config()).await;
+    let deep: String = (0..130).map(|i| format!("/d{i}")).collect();
+    let last = e.h.seed_folder(&deep);
+    e.err(
+        "folder/create",
+        &[("foldername", "x"), ("parent_key", &last)],
+        167,
+    )
+    .await;
+    let other = e.h.seed_folder("/other/sub");
+    let other_top = e.h.seed_folder("/other");
+    let parent_of_last = e.h.seed_folder(&deep[..deep.rfind('/').unwrap()]);
+    e.err(
+        "folder/move",
+        &[
+            ("folder_key_src", &other_top),
+            ("folder_key_dst", &parent_of_last),
+        ],
+        167,
+    )
+    .await;
+    e.err(
+        "folder/copy",
+        &[
+            ("folder_key_src", &other_top),
+            ("folder_key_dst", &parent_of_last),
+        ],
+        167,
+    )
+    .await;
+    e.ok(
+        "folder/move",
+        &[
+            ("folder_key_src", &other),
+            ("folder_key_dst", &parent_of_last),
+        ],
+    )
+    .await;
+}

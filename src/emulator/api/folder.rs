@@ -321,6 +321,9 @@ pub(crate) fn folder_move(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
             if tree.is_within(&dst, &src) {
                 return Err(ApiError::new(115));
             }
+            if tree.depth(&dst) + 1 + tree.height(&src) > MAX_DEPTH {
+                return Err(ApiError::new(167));
+            }
             let name = tree.folders[&src].name.clone();
             let placed = placed_name(tree, &dst, &name, false, policy, Some(&src))?;
             if placed != name {
@@ -351,6 +354,9 @@ pub(crate) fn folder_copy(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
             }
             if tree.is_within(&dst, &src) {
                 return Err(ApiError::new(115));
+            }
+            if tree.depth(&dst) + 1 + tree.height(&src) > MAX_DEPTH {
+                return Err(ApiError::new(167));
             }
             let (files, folders) = tree.folder_totals(&src);
             if files + folders > 6000 {
