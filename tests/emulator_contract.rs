@@ -2179,3 +2179,43 @@ async fn folder_depth_is_limited_to_130() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn public_items_can_be_read_without_a_token() {
+    let e = start(config()).await;
+    let dir = e.h.seed_folder("/shared");
+    let qk = e.h.seed_file("/shared/open.txt", b"open");
+    let private = e.h.seed_file("/shared/closed.txt", b"closed");
+    e.ok(
+        "folder/update",
+        &[("folder_key", &dir), ("privacy", "public")],
+    )
+    .await;
+    e.ok("file/update", &[("quick_key", &qk), ("privacy", "public")])
+        .await;
+    let (status, r) = e
+        .raw_call(
+            "folder/get_content",
+            &[("folder_key", &dir), ("content_type", "files")],
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["folder_content"]["files"].as_array().unwrap().len(), 2);
+    let (_, r) = e.raw_call("folder/get_info", &[("folder_key", &dir)]).await;
+    assert_eq!(r["folder_info"]["privacy"], "public");
+    let (_, r) = e.raw_call("file/get_info", &[("quick_key", &qk)]).await;
+    assert_eq!(r["file_info"]["filename"], "open.txt");
+    // private items, unknown keys and the root still need a token
+    let (status, r) = e
+        .raw_call("file/get_info", &[("quick_key", &private)])
+        .await;
+    assert_eq!((status.as_u16(), r["error"].clone()), (400, json!(104)));
+    let (_, r) = e
+        .raw_call("folder/get_info", &[("folder_key", "aaaaaaaaaaaaa")])
+        .await;
+    assert_eq!(r["error"], json!(104));
+    let (_, r) = e
+        .raw_call("folder/get_content", &[("content_type", "files")])
+        .await;
+    assert_eq!(r["error"], json!(104));
+}

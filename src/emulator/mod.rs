@@ -46,6 +46,9 @@
 //!   cookie is valid while it contains a value that is current or in its grace period.
 //! - `/application/logout.php` forgets the given session token.
 //! - Action tokens are accepted on `upload/*` only; elsewhere they answer 105.
+//! - Without a token, `folder/get_content`, `folder/get_info` and `file/get_info` answer for
+//!   items made public with `privacy=public` (§6.11); everything else answers 104. Items are
+//!   private when created.
 //! - `renew_session_token` on a token older than 300 s (`--renew-same-token-secs`) mints a new
 //!   token (the old one stays valid until its own expiry) or, with `--renew-mode extend`,
 //!   extends the same string; a younger token is extended and returned unchanged.
