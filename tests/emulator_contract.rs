@@ -946,6 +946,11 @@ async fn invalid_settings_are_refused() {
     };
     let err = emulator::start(bad).await.err().expect("refused");
     assert!(err.to_string().contains("--error-status"), "{err}");
+    let empty_cookie = EmulatorConfig {
+        cookie: " ".into(),
+        ..config()
+    };
+    assert!(emulator::start(empty_cookie).await.is_err());
     let e = start(config()).await;
     let r = e
         .http

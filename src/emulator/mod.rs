@@ -293,6 +293,9 @@ pub struct EmulatorHandle {
 impl EmulatorConfig {
     /// Checks the values that flags cannot check by type.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.cookie.trim().is_empty() {
+            anyhow::bail!("emulator: --cookie must not be empty (no request could log in)");
+        }
         if !(200..=599).contains(&self.error_status) {
             anyhow::bail!(
                 "emulator: --error-status {} is not an HTTP status (200-599)",
