@@ -946,6 +946,11 @@ async fn invalid_settings_are_refused() {
     };
     let err = emulator::start(bad).await.err().expect("refused");
     assert!(err.to_string().contains("--error-status"), "{err}");
+    let empty_cookie = EmulatorConfig {
+        cookie: " ".into(),
+        ..config()
+    };
+    assert!(emulator::start(empty_cookie).await.is_err());
     let e = start(config()).await;
     let r = e
         .http
@@ -1882,6 +1887,19 @@ async fn admin_seed_stats_and_reset() {
         .await;
     assert_eq!(s(&r["folderkey"]).len(), 13);
     assert_eq!(e.download(&qk).await, b"seeded");
+    let tree = e
+        .http
+        .get(e.url("/__emulator/tree"))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    assert_eq!(tree["files"]["/s/t.txt"]["quickkey"], qk.as_str());
+    assert_eq!(tree["files"]["/s/t.txt"]["size"], json!(6));
+    assert_eq!(tree["folders"]["/"], "myfiles");
+    assert!(tree["folders"]["/s/u"].is_string());
+    assert_eq!(tree, e.h.tree());
     e.list("", "folders").await;
     e.list("", "files").await;
     let st = e.stats().await;
@@ -2056,4 +2074,153 @@ async fn a_damaged_state_file_is_refused_with_a_clear_error() {
     .err()
     .expect("refused");
     assert!(err.to_string().contains("state.json"), "{err}");
+}
+
+#[tokio::test]
+async fn a_delayed_upload_appears_without_being_polled() {
+    let e = start(EmulatorConfig {
+        faults: Faults {
+            poll_delay_ms: 500,
+            ..Faults::default()
+        },
+        ..config()
+    })
+    .await;
+    let data = content(10, 4);
+    e.unit(&e.token, &[], "unpolled.txt", &data, 4 * MIB, 0)
+        .await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let files = e.list("", "files").await;
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["filename"], "unpolled.txt");
+}
+
+#[tokio::test]
+async fn extreme_values_are_answered_not_crashed_on() {
+    let e = start(EmulatorConfig {
+        token_ttl: u64::MAX,
+        link_ttl: u64::MAX,
+        cookie_grace_secs: u64::MAX,
+        renew_same_token_secs: u64::MAX,
+        rotate_cookie: true,
+        ..config()
+    })
+    .await;
+    e.session_token().await;
+    e.ok("user/renew_session_token", &[]).await;
+    let qk = e.h.seed_file("/x.txt", b"x");
+    assert_eq!(e.download(&qk).await, b"x");
+    let huge = u64::MAX.to_string();
+    let r = e
+        .ok(
+            "folder/get_content",
+            &[
+                ("content_type", "files"),
+                ("chunk", &huge),
+                ("chunk_size", "1000"),
+            ],
+        )
+        .await;
+    assert_eq!(r["folder_content"]["files"], json!([]));
+    e.err(
+        "folder/get_content",
+        &[("content_type", "files"), ("chunk", "-1")],
+        129,
+    )
+    .await;
+    e.h.set_faults(Faults {
+        poll_delay_ms: u64::MAX,
+        async_ms: u64::MAX,
+        async_ops: true,
+        ..Faults::default()
+    });
+    let (status, r) = e
+        .unit(&e.token, &[], "y.bin", &content(5, 1), 4 * MIB, 0)
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let key = s(&r["doupload"]["key"]).to_string();
+    assert_ne!(e.poll(&key).await["status"], "99");
+    e.ok("file/delete", &[("quick_key", &qk)]).await;
+}
+
+#[tokio::test]
+async fn folder_depth_is_limited_to_130() {
+    let e = start(config()).await;
+    let deep: String = (0..130).map(|i| format!("/d{i}")).collect();
+    let last = e.h.seed_folder(&deep);
+    e.err(
+        "folder/create",
+        &[("foldername", "x"), ("parent_key", &last)],
+        167,
+    )
+    .await;
+    let other = e.h.seed_folder("/other/sub");
+    let other_top = e.h.seed_folder("/other");
+    let parent_of_last = e.h.seed_folder(&deep[..deep.rfind('/').unwrap()]);
+    e.err(
+        "folder/move",
+        &[
+            ("folder_key_src", &other_top),
+            ("folder_key_dst", &parent_of_last),
+        ],
+        167,
+    )
+    .await;
+    e.err(
+        "folder/copy",
+        &[
+            ("folder_key_src", &other_top),
+            ("folder_key_dst", &parent_of_last),
+        ],
+        167,
+    )
+    .await;
+    e.ok(
+        "folder/move",
+        &[
+            ("folder_key_src", &other),
+            ("folder_key_dst", &parent_of_last),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn public_items_can_be_read_without_a_token() {
+    let e = start(config()).await;
+    let dir = e.h.seed_folder("/shared");
+    let qk = e.h.seed_file("/shared/open.txt", b"open");
+    let private = e.h.seed_file("/shared/closed.txt", b"closed");
+    e.ok(
+        "folder/update",
+        &[("folder_key", &dir), ("privacy", "public")],
+    )
+    .await;
+    e.ok("file/update", &[("quick_key", &qk), ("privacy", "public")])
+        .await;
+    let (status, r) = e
+        .raw_call(
+            "folder/get_content",
+            &[("folder_key", &dir), ("content_type", "files")],
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["folder_content"]["files"].as_array().unwrap().len(), 2);
+    let (_, r) = e.raw_call("folder/get_info", &[("folder_key", &dir)]).await;
+    assert_eq!(r["folder_info"]["privacy"], "public");
+    let (_, r) = e.raw_call("file/get_info", &[("quick_key", &qk)]).await;
+    assert_eq!(r["file_info"]["filename"], "open.txt");
+    // private items, unknown keys and the root still need a token
+    let (status, r) = e
+        .raw_call("file/get_info", &[("quick_key", &private)])
+        .await;
+    assert_eq!((status.as_u16(), r["error"].clone()), (400, json!(104)));
+    let (_, r) = e
+        .raw_call("folder/get_info", &[("folder_key", "aaaaaaaaaaaaa")])
+        .await;
+    assert_eq!(r["error"], json!(104));
+    let (_, r) = e
+        .raw_call("folder/get_content", &[("content_type", "files")])
+        .await;
+    assert_eq!(r["error"], json!(104));
 }

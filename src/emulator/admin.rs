@@ -1,5 +1,6 @@
-//! The admin endpoints under `/__emulator/` (loopback only, never subject to faults): stats,
-//! fault switches, token expiry and seeding, for tests that run in other processes.
+//! The admin endpoints under `/__emulator/` (loopback only, never subject to faults and not
+//! counted as API calls): stats, fault switches, token expiry, seeding and a dump of the tree,
+//! for tests that run in other processes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

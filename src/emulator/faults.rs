@@ -58,7 +58,8 @@ pub struct Faults {
     #[arg(long, default_value_t = 0)]
     pub async_ms: u64,
 
-    /// Force-expire every token every N seconds; 0 = never. Default 0.
+    /// Force-expire every token every N seconds (counted from when the switches were set);
+    /// 0 = never. Default 0.
     #[arg(long, default_value_t = 0)]
     pub expire_tokens_every_secs: u64,
 

@@ -16,7 +16,9 @@
 //!   `system/get_limits` (any `/api/<version>/` prefix and the unversioned `/api/` are accepted).
 //! - `/dl/<token>/<quickkey>/<name>`: the download host (GET, HEAD, single Range).
 //! - `/convkey/...`: a tiny image for thumbnails.
-//! - `/__emulator/*`: admin endpoints (stats, faults, seeding, token expiry), loopback only.
+//! - `/__emulator/*`: admin endpoints, loopback only: `GET stats`, `POST stats/reset`,
+//!   `GET|POST faults`, `POST expire-tokens`, `POST seed?path=`, `GET tree` (every live item
+//!   by path, with quickkey, size, hash and revision).
 //!
 //! # Choices where the spec is silent (each one a flag where the spec says unknown)
 //!
@@ -44,6 +46,9 @@
 //!   cookie is valid while it contains a value that is current or in its grace period.
 //! - `/application/logout.php` forgets the given session token.
 //! - Action tokens are accepted on `upload/*` only; elsewhere they answer 105.
+//! - Without a token, `folder/get_content`, `folder/get_info` and `file/get_info` answer for
+//!   items made public with `privacy=public` (§6.11); everything else answers 104. Items are
+//!   private when created.
 //! - `renew_session_token` on a token older than 300 s (`--renew-same-token-secs`) mints a new
 //!   token (the old one stays valid until its own expiry) or, with `--renew-mode extend`,
 //!   extends the same string; a younger token is extended and returned unchanged.
@@ -288,6 +293,9 @@ pub struct EmulatorHandle {
 impl EmulatorConfig {
     /// Checks the values that flags cannot check by type.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.cookie.trim().is_empty() {
+            anyhow::bail!("emulator: --cookie must not be empty (no request could log in)");
+        }
         if !(200..=599).contains(&self.error_status) {
             anyhow::bail!(
                 "emulator: --error-status {} is not an HTTP status (200-599)",
@@ -346,8 +354,8 @@ impl EmulatorHandle {
         self.emu.stats_json()
     }
 
-    /// The same JSON as `GET /__emulator/tree`: every live file and folder with its path (and
-    /// for files size and SHA-256), sorted by path; what a test compares with its model.
+    /// The same JSON as `GET /__emulator/tree`: every item not in the trash, by path (maps
+    /// `folders` and `files`), and as a list `items` in which same-name duplicates would show.
     pub fn tree(&self) -> serde_json::Value {
         self.emu.tree_json()
     }

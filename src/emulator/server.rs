@@ -410,7 +410,8 @@ async fn injected_fault(emu: &Emulator, action: &str) -> Option<Result<Response<
 }
 
 /// The token check (§1.4): 104 without a token, 105 for an unknown or expired one. Action
-/// tokens count on `upload/*` only; `upload/poll_upload` and `system/get_limits` need none.
+/// tokens count on `upload/*` only; `upload/poll_upload` and `system/get_limits` need none, nor
+/// do reads of public items (§6.11).
 fn authorize(
     emu: &Emulator,
     action: &str,
@@ -423,7 +424,9 @@ fn authorize(
     // `simple_upload` checks it there
     let deferred =
         action == "upload/simple" && token.is_none() && multipart::boundary(headers).is_some();
-    if !deferred && (token.is_some() || !optional) {
+    // §6.11: public folders and files can be read without any token
+    let public = token.is_none() && api::is_public_read(emu, action, params);
+    if !deferred && !public && (token.is_some() || !optional) {
         api::check_token(emu, token.as_deref(), action.starts_with("upload/"))?;
     }
     Ok(Caller { token })

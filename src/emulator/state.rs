@@ -24,6 +24,16 @@ pub(crate) use super::tree::{
 };
 use super::upload::UploadSession;
 
+/// Seconds (from a flag) as milliseconds, saturating instead of overflowing.
+pub(crate) fn secs_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
+/// Milliseconds (from a flag) as `i64`, saturating.
+pub(crate) fn ms(millis: u64) -> i64 {
+    i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -68,7 +78,8 @@ pub(crate) struct State {
     /// Key and token generator (seeded from `--seed`).
     #[serde(skip, default = "entropy_rng")]
     pub rng: StdRng,
-    /// While an asynchronous operation runs: until when (other mutations answer 208).
+    /// While an asynchronous operation runs (set until it has landed): when it is due. Other
+    /// mutations meanwhile answer 208.
     #[serde(skip)]
     pub async_until: Option<Instant>,
 }
@@ -239,11 +250,6 @@ impl Emulator {
         *lock(&self.save_lock) = true;
     }
 
-    /// The live tree as JSON: `{"items": [...]}` (see [`Tree::live_items`]).
-    pub fn tree_json(&self) -> Value {
-        json!({ "items": lock(&self.state).tree.live_items() })
-    }
-
     pub fn stats_json(&self) -> Value {
         let (files, folders) = {
             let state = lock(&self.state);
@@ -262,6 +268,49 @@ impl Emulator {
             "files": files,
             "folders": folders,
         })
+    }
+
+    /// Every item not in the trash by path: `{"folders": {"/a": key}, "files": {"/a/b.txt":
+    /// {"quickkey", "size", "hash", "revision"}}, "items": [...]}` (`GET /__emulator/tree`);
+    /// `items` is [`Tree::live_items`], where two items sharing a name would both appear.
+    pub fn tree_json(&self) -> Value {
+        let state = lock(&self.state);
+        let tree = &state.tree;
+        let mut folders = serde_json::Map::new();
+        let mut files = serde_json::Map::new();
+        let mut stack = vec![(ROOT.to_string(), String::new())];
+        while let Some((key, path)) = stack.pop() {
+            let Some(dir) = tree.folders.get(&key) else {
+                continue;
+            };
+            folders.insert(
+                if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.clone()
+                },
+                json!(key),
+            );
+            for fk in &dir.child_files {
+                if let Some(f) = tree.files.get(fk).filter(|f| f.deleted_ms.is_none()) {
+                    files.insert(
+                        format!("{path}/{}", f.name),
+                        json!({
+                            "quickkey": f.key,
+                            "size": f.size,
+                            "hash": f.hash,
+                            "revision": f.revision,
+                        }),
+                    );
+                }
+            }
+            for sk in &dir.child_folders {
+                if let Some(sub) = tree.folders.get(sk).filter(|s| s.deleted_ms.is_none()) {
+                    stack.push((sub.key.clone(), format!("{path}/{}", sub.name)));
+                }
+            }
+        }
+        json!({"folders": folders, "files": files, "items": tree.live_items()})
     }
 
     pub fn reset_stats(&self) {
@@ -388,7 +437,7 @@ impl Emulator {
     /// Rotates the cookie: the current value(s) stay valid for the grace period, a new value
     /// becomes current. Returns the new value.
     pub fn rotate_cookie(&self, now: i64) -> String {
-        let grace = self.config.cookie_grace_secs as i64 * 1000;
+        let grace = secs_ms(self.config.cookie_grace_secs);
         let mut state = lock(&self.state);
         let fresh = random_key(&mut state.rng, 24);
         state
@@ -399,7 +448,7 @@ impl Emulator {
             .iter_mut()
             .filter(|c| c.valid_until_ms.is_none())
         {
-            c.valid_until_ms = Some(now + grace);
+            c.valid_until_ms = Some(now.saturating_add(grace));
         }
         state.cookies.push(CookieValue {
             value: fresh.clone(),

@@ -396,6 +396,17 @@ impl Tree {
         depth
     }
 
+    /// Levels of folders below `key` (0 for a folder without subfolders).
+    pub fn height(&self, key: &str) -> usize {
+        self.folders.get(key).map_or(0, |f| {
+            f.child_folders
+                .iter()
+                .map(|k| 1 + self.height(k))
+                .max()
+                .unwrap_or(0)
+        })
+    }
+
     /// Whether `key` is `ancestor` or lies below it.
     pub fn is_within(&self, key: &str, ancestor: &str) -> bool {
         let mut cur = Some(key.to_string());

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::DuplicateAction;
 use super::api::{ApiError, Fields, Params, created_pair};
-use super::state::{Emulator, State, is_valid_name, lock, now_ms, random_key};
+use super::state::{Emulator, State, is_valid_name, lock, ms, now_ms, random_key};
 use super::store::{PutError, Stored, is_sha256_hex};
 
 const MIB: u64 = 1024 * 1024;
@@ -614,19 +614,19 @@ async fn assemble_and_verify(emu: &Arc<Emulator>, key: &str) {
 }
 
 fn verifying(emu: &Arc<Emulator>, blob: String) -> Phase {
-    let delay = lock(&emu.faults).faults.poll_delay_ms as i64;
+    let delay = ms(lock(&emu.faults).faults.poll_delay_ms);
     let now = now_ms();
     Phase::Verifying {
         since_ms: now,
-        ready_ms: now + delay,
+        ready_ms: now.saturating_add(delay),
         blob,
     }
 }
 
 /// Sets a session's phase; a verifying session completes now or after the poll delay.
 fn set_phase(emu: &Arc<Emulator>, key: &str, phase: Phase) {
-    let wait = match &phase {
-        Phase::Verifying { ready_ms, .. } => Some((*ready_ms - now_ms()).max(0) as u64),
+    let ready = match &phase {
+        Phase::Verifying { ready_ms, .. } => Some(*ready_ms),
         _ => None,
     };
     if let Some(s) = lock(&emu.state).uploads.get_mut(key) {
@@ -634,18 +634,25 @@ fn set_phase(emu: &Arc<Emulator>, key: &str, phase: Phase) {
         s.updated_ms = now_ms();
     }
     emu.mark_dirty();
-    match wait {
-        Some(0) => finish_if_due(emu, key),
-        Some(ms) => {
-            let emu = emu.clone();
-            let key = key.to_string();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                finish_if_due(&emu, &key);
-            });
-        }
-        None => {}
+    let Some(ready_ms) = ready else { return };
+    if ready_ms <= now_ms() {
+        finish_if_due(emu, key);
+        return;
     }
+    // the file appears on time even if nobody polls (AL/OL poll once); the timer sleeps on
+    // tokio's clock, the deadline is on the wall clock, so check again after waking
+    let emu = emu.clone();
+    let key = key.to_string();
+    tokio::spawn(async move {
+        loop {
+            let left = ready_ms - now_ms();
+            if left <= 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(left as u64 + 1)).await;
+        }
+        finish_if_due(&emu, &key);
+    });
 }
 
 /// Turns a verified upload into a file once its delay has passed (idempotent).
@@ -736,7 +743,7 @@ where
     let folder = destination(emu, &params)?;
     let stored = match emu
         .store
-        .put_blob_body(body, emu.config.max_upload_size + 1)
+        .put_blob_body(body, emu.config.max_upload_size.saturating_add(1))
         .await
     {
         Ok(s) => s,

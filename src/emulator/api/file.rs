@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::{ApiError, Fields, Params, enc, fields, file_json, live_destination, mutate};
 use crate::emulator::state::{
     Emulator, Tree, changes_extension, is_valid_name, lock, now_ms, placed_name, random_hex,
+    secs_ms,
 };
 
 /// A quickkey argument: 111 when it names a folder (recorded quirk, read-first #5), 110 when
@@ -104,7 +105,7 @@ pub(crate) fn file_get_links(emu: &Emulator, p: &Params) -> Result<Fields, ApiEr
                         token.clone(),
                         crate::emulator::state::Link {
                             quickkey: key.clone(),
-                            expires_ms: now + emu.config.link_ttl as i64 * 1000,
+                            expires_ms: now.saturating_add(secs_ms(emu.config.link_ttl)),
                         },
                     );
                     entry["direct_download"] =

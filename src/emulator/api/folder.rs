@@ -174,7 +174,7 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
 
     let mut rows = listing_rows(tree, &key, q.files);
     sort_rows(&mut rows, &q);
-    let start = ((q.chunk - 1) * q.chunk_size) as usize;
+    let start = usize::try_from((q.chunk - 1).saturating_mul(q.chunk_size)).unwrap_or(usize::MAX);
     let page: Vec<Value> = rows
         .iter()
         .skip(start)
@@ -190,7 +190,7 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         })
         .collect();
 
-    let more = rows.len() > start + q.chunk_size as usize;
+    let more = rows.len() > start.saturating_add(q.chunk_size as usize);
     let revision = tree
         .folders
         .get(&key)
@@ -321,6 +321,9 @@ pub(crate) fn folder_move(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
             if tree.is_within(&dst, &src) {
                 return Err(ApiError::new(115));
             }
+            if tree.depth(&dst) + 1 + tree.height(&src) > MAX_DEPTH {
+                return Err(ApiError::new(167));
+            }
             let name = tree.folders[&src].name.clone();
             let placed = placed_name(tree, &dst, &name, false, policy, Some(&src))?;
             if placed != name {
@@ -351,6 +354,9 @@ pub(crate) fn folder_copy(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Api
             }
             if tree.is_within(&dst, &src) {
                 return Err(ApiError::new(115));
+            }
+            if tree.depth(&dst) + 1 + tree.height(&src) > MAX_DEPTH {
+                return Err(ApiError::new(167));
             }
             let (files, folders) = tree.folder_totals(&src);
             if files + folders > 6000 {

@@ -148,6 +148,36 @@ impl Params {
     }
 }
 
+/// Whether a call without a token reads only public items (§6.11: `folder/get_content`,
+/// `folder/get_info` and `file/get_info` answer token-less for public folders and files).
+/// Anything else without a token answers 104, as recorded for `folder/get_info`.
+pub(crate) fn is_public_read(emu: &Emulator, action: &str, p: &Params) -> bool {
+    let state = lock(&emu.state);
+    let tree = &state.tree;
+    let public_folder = |k: &str| {
+        tree.folders
+            .get(k)
+            .is_some_and(|f| f.privacy == "public" && f.deleted_ms.is_none())
+    };
+    let public_file = |k: &str| {
+        tree.files
+            .get(k)
+            .is_some_and(|f| f.privacy == "public" && !tree.file_in_trash(f))
+    };
+    match action {
+        "folder/get_content" => p.get("folder_key").is_some_and(public_folder),
+        "folder/get_info" => {
+            let keys = p.list("folder_key");
+            !keys.is_empty() && keys.iter().all(|k| public_folder(k))
+        }
+        "file/get_info" => {
+            let keys = p.list("quick_key");
+            !keys.is_empty() && keys.iter().all(|k| public_file(k))
+        }
+        _ => false,
+    }
+}
+
 /// Which credential authorised a call.
 #[derive(Clone, Debug)]
 pub(crate) struct Caller {
@@ -325,7 +355,8 @@ where
     };
     let now = now_ms();
     let mut state = lock(&emu.state);
-    if state.async_until.is_some_and(|t| Instant::now() < t) {
+    // busy until the job has landed, not merely until its time is up
+    if state.async_until.is_some() {
         return Err(ApiError::new(208));
     }
     let deferred = asyncable && async_ops;
@@ -348,7 +379,7 @@ where
         // the trial above computed the answer; the same op with the same random state replays
         // it on the real tree later, so the keys in the answer are the keys that appear
         state.rng = rng;
-        state.async_until = Some(Instant::now() + Duration::from_millis(async_ms));
+        state.async_until = Instant::now().checked_add(Duration::from_millis(async_ms));
         drop(state);
         let emu = emu.clone();
         tokio::spawn(async move {

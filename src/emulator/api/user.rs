@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{ApiError, Caller, Fields, Params, fields};
 use crate::emulator::RenewMode;
-use crate::emulator::state::{Emulator, Token, TokenKind, lock, now_ms, random_hex};
+use crate::emulator::state::{Emulator, Token, TokenKind, lock, now_ms, random_hex, secs_ms};
 
 /// Checks a token for a call; `allow_action` for `upload/*`. 104 when missing, 105 when unknown
 /// or expired (or an action token outside `upload/*`).
@@ -52,7 +52,7 @@ pub(crate) fn mint_session_token(emu: &Emulator) -> String {
         Token {
             kind: TokenKind::Session,
             renewed_ms: now,
-            expires_ms: now + emu.config.token_ttl as i64 * 1000,
+            expires_ms: now.saturating_add(secs_ms(emu.config.token_ttl)),
         },
     );
     drop(state);
@@ -68,14 +68,14 @@ pub(crate) fn user_renew_session_token(
 ) -> Result<Fields, ApiError> {
     let token = caller.token.clone().unwrap_or_default();
     let now = now_ms();
-    let ttl = emu.config.token_ttl as i64 * 1000;
+    let ttl = secs_ms(emu.config.token_ttl);
     let mut state = lock(&emu.state);
     let Some(t) = state.tokens.get_mut(&token) else {
         return Err(ApiError::new(105));
     };
-    let young = now - t.renewed_ms < emu.config.renew_same_token_secs as i64 * 1000;
+    let young = now - t.renewed_ms < secs_ms(emu.config.renew_same_token_secs);
     let result = if young || emu.config.renew_mode == RenewMode::Extend {
-        t.expires_ms = now + ttl;
+        t.expires_ms = now.saturating_add(ttl);
         if !young {
             t.renewed_ms = now;
         }
@@ -87,7 +87,7 @@ pub(crate) fn user_renew_session_token(
             Token {
                 kind: TokenKind::Session,
                 renewed_ms: now,
-                expires_ms: now + ttl,
+                expires_ms: now.saturating_add(ttl),
             },
         );
         fresh
