@@ -15,7 +15,7 @@ timing is the median of `--runs` runs with min and max. The anchors:
   `rclone serve webdav` of a local folder with the same entries;
 - `rclone copy` of many small files through the server vs. through
   `rclone serve webdav` on local disk;
-- cache memory per entry (the `cache_memory` bench binary).
+- cache memory per entry (`examples/cache_memory.rs`).
 
 It prints a Markdown table on stdout (progress goes to stderr) and exits
 non-zero when a scenario fails (wrong bytes, errors, a crash), never because a
@@ -82,6 +82,14 @@ def proc_status(pid):
     return out
 
 
+def proc_cpu(pid):
+    """User + system CPU seconds `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Proc:
     """A child process with its log file, stopped with SIGTERM (then SIGKILL)."""
 
@@ -115,6 +123,9 @@ class Proc:
                 pass
             time.sleep(0.05)
         raise BenchError(f"{self.name} did not answer {path} within {timeout} s\n{self.tail()}")
+
+    def cpu(self):
+        return proc_cpu(self.pid)
 
     def memory(self):
         """Peak RSS so far and the peak above the idle footprint, in bytes."""
@@ -421,8 +432,10 @@ def scenario_transfer(b, path, size, results):
         srv = b.server(emu)
         try:
             emu_reset(emu)
+            cpu = srv.cpu()
             results["get_server"].append(curl_get(f"http://127.0.0.1:{srv.port}/{name}", size))
             srv.alive()
+            results["get_cpu"].append(srv.cpu() - cpu)
             results["get_rss"].append(srv.memory())
             results["get_calls"] = calls_summary(emu_stats(emu))
         finally:
@@ -430,8 +443,10 @@ def scenario_transfer(b, path, size, results):
     # PUT through the server on a fresh emulator (it would otherwise know the content)
     with b.stack() as (emu, srv):
         emu_reset(emu)
+        cpu = srv.cpu()
         results["put_server"].append(curl_put(f"http://127.0.0.1:{srv.port}/{name}", path))
         srv.alive()
+        results["put_cpu"].append(srv.cpu() - cpu)
         results["put_rss"].append(srv.memory())
         stats = emu_stats(emu)
         results["put_calls"] = calls_summary(stats)
@@ -444,8 +459,10 @@ def scenario_roundtrip(b, path, size, digest, results):
     name = os.path.basename(path)
     with b.stack() as (emu, srv):
         url = f"http://127.0.0.1:{srv.port}/{name}"
+        cpu = srv.cpu()
         t_put = curl_put(url, path)
         put_mem = srv.memory()
+        put_cpu = srv.cpu() - cpu
         t = time.monotonic()
         r = subprocess.run(
             f"curl -sS --fail {url} | sha256sum", shell=True, capture_output=True, check=False
@@ -456,6 +473,7 @@ def scenario_roundtrip(b, path, size, digest, results):
         get_mem = srv.memory()
         results["roundtrip"].append({
             "put": t_put, "get": t_get, "put_mem": put_mem, "get_mem": get_mem,
+            "put_cpu": put_cpu, "get_cpu": srv.cpu() - cpu - put_cpu,
             "match": got == digest,
         })
         if got != digest:
@@ -474,8 +492,10 @@ def scenario_propfind(b, folder_local, names, results):
             if status != 207 or hrefs < len(names):
                 raise BenchError(f"PROPFIND /list/ answered {status} with {hrefs} hrefs")
         emu_reset(emu)
+        cpu = srv.cpu()
         rps, n = wrk_propfind(srv.port, "/list/", b.args.duration, lua)
         srv.alive()
+        results["propfind_cpu"].append((srv.cpu() - cpu) / n)
         results["propfind_server"].append(rps)
         results["propfind_rss"].append(srv.memory())
         results["propfind_calls"] = calls_summary(emu_stats(emu), per=n)
@@ -492,8 +512,10 @@ def scenario_copy(b, src, count, results):
     with b.stack() as (emu, srv):
         emu_reset(emu)
         url = f"http://127.0.0.1:{srv.port}/"
+        cpu = srv.cpu()
         results["copy_server"].append(rclone_copy(src, url, "copy"))
         srv.alive()
+        results["copy_cpu"].append((srv.cpu() - cpu) / count)
         results["copy_rss"].append(srv.memory())
         stats = emu_stats(emu)
         results["copy_calls"] = calls_summary(stats, per=count)
@@ -514,9 +536,9 @@ def scenario_copy(b, src, count, results):
 
 
 def cache_memory(args):
-    argv = ["cargo", "bench", "--quiet", "--locked", "--bench", "cache_memory"]
-    if args.smoke:
-        argv[2:2] = ["--profile", "dev"]
+    argv = ["cargo", "run", "--quiet", "--locked", "--example", "cache_memory"]
+    if not args.smoke:
+        argv.insert(2, "--release")
     argv += ["--", "--entries", str(args.cache_entries)]
     r = subprocess.run(argv, capture_output=True)
     if r.returncode != 0:
@@ -621,8 +643,9 @@ def report(args, r):
     ))
 
     out = []
+    load = f"load average {r['load_start']:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     out.append(f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-               f"{'smoke run (debug build)' if args.smoke else 'release build'}; "
+               f"{load}; {'smoke run (debug build)' if args.smoke else 'release build'}; "
                f"median of {args.runs} run(s) (min–max).")
     out.append("")
     out.append("| Scenario | Measured (server vs. anchor) | Ratio | Goal | Result |")
@@ -630,29 +653,36 @@ def report(args, r):
     for row in rows:
         out.append("| " + " | ".join(row) + " |")
     out.append("")
-    out.append("| Scenario | Server peak RSS (above idle) | API calls per operation |")
-    out.append("|---|---|---|")
+    out.append("| Scenario | Server peak RSS (above idle) | Server CPU | API calls per operation |")
+    out.append("|---|---|---|---|")
 
     def rss(key):
         vals = r[key]
         return (f"{spread([v['peak'] for v in vals], mib)} MiB "
                 f"(+{spread([v['above_idle'] for v in vals], mib)} MiB)")
 
-    out.append(f"| idle | {spread([v['idle'] for v in r['idle_rss']], mib)} MiB | — |")
-    out.append(f"| GET {size_label} (cold cache) | {rss('get_rss')} | {r['get_calls']} |")
-    out.append(f"| PUT {size_label} | {rss('put_rss')} | {r['put_calls']} |")
+    cpu_s = lambda key: spread(r[key], lambda v: f"{v:.2f} s")
+    cpu_ms = lambda key: spread(r[key], lambda v: f"{v * 1000:.1f} ms")
+    out.append(f"| idle | {spread([v['idle'] for v in r['idle_rss']], mib)} MiB | — | — |")
+    out.append(f"| GET {size_label} (cold cache) | {rss('get_rss')} | {cpu_s('get_cpu')} | "
+               f"{r['get_calls']} |")
+    out.append(f"| PUT {size_label} | {rss('put_rss')} | {cpu_s('put_cpu')} | {r['put_calls']} |")
     put_big = [x["put_mem"] for x in rt]
     get_big = [x["get_mem"] for x in rt]
     out.append(f"| PUT {big_label} | {spread([v['peak'] for v in put_big], mib)} MiB "
-               f"(+{spread([v['above_idle'] for v in put_big], mib)} MiB) | — |")
+               f"(+{spread([v['above_idle'] for v in put_big], mib)} MiB) | "
+               f"{spread([x['put_cpu'] for x in rt], lambda v: f'{v:.2f} s')} | — |")
     out.append(f"| then GET {big_label} | {spread([v['peak'] for v in get_big], mib)} MiB "
-               f"(+{spread([v['above_idle'] for v in get_big], mib)} MiB) | — |")
-    out.append(f"| PROPFIND load (per request) | {rss('propfind_rss')} | {r['propfind_calls']} |")
-    out.append(f"| rclone copy (per file) | {rss('copy_rss')} | {r['copy_calls']} |")
+               f"(+{spread([v['above_idle'] for v in get_big], mib)} MiB) | "
+               f"{spread([x['get_cpu'] for x in rt], lambda v: f'{v:.2f} s')} | — |")
+    out.append(f"| PROPFIND load (per request) | {rss('propfind_rss')} | {cpu_ms('propfind_cpu')} | "
+               f"{r['propfind_calls']} |")
+    out.append(f"| rclone copy (per file) | {rss('copy_rss')} | {cpu_ms('copy_cpu')} | "
+               f"{r['copy_calls']} |")
     out.append(f"| rclone serve webdav, PROPFIND load | "
-               f"{spread([v['peak'] for v in r['propfind_rclone_rss']], mib)} MiB | — |")
+               f"{spread([v['peak'] for v in r['propfind_rclone_rss']], mib)} MiB | — | — |")
     out.append(f"| rclone serve webdav, copy | "
-               f"{spread([v['peak'] for v in r['copy_rclone_rss']], mib)} MiB | — |")
+               f"{spread([v['peak'] for v in r['copy_rclone_rss']], mib)} MiB | — | — |")
     cm = r.get("cache")
     if cm:
         out.append("")
@@ -711,9 +741,10 @@ def main():
         "get_direct", "get_server", "get_rss", "put_direct", "put_server", "put_rss",
         "roundtrip", "propfind_server", "propfind_rclone", "propfind_rss",
         "propfind_rclone_rss", "copy_server", "copy_rclone", "copy_rss", "copy_rclone_rss",
-        "idle_rss",
+        "idle_rss", "get_cpu", "put_cpu", "propfind_cpu", "copy_cpu",
     )}
     started = time.monotonic()
+    results["load_start"] = os.getloadavg()[0]
     try:
         log(f"work dir {workdir}; making test files")
         data = os.path.join(workdir, "data")

@@ -8,8 +8,9 @@
 //! cache. Prints a summary on stderr and one JSON line on stdout (read by
 //! `scripts/bench.py`).
 //!
-//! Run with `cargo bench --bench cache_memory -- --entries 100000
-//! [--per-folder 1000]`. It is a bench target so `cargo test` never runs it.
+//! Run with `cargo run --release --example cache_memory -- --entries 100000
+//! [--per-folder 1000]`. An example, so `cargo test` builds it but never
+//! runs it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -260,8 +261,6 @@ fn parse_args() -> anyhow::Result<Args> {
         match a.as_str() {
             "--entries" => args.entries = value("--entries")?,
             "--per-folder" => args.per_folder = value("--per-folder")?,
-            // `cargo bench` passes `--bench` to every bench binary.
-            "--bench" => {}
             other => anyhow::bail!("unknown argument {other:?} (use --entries N [--per-folder M])"),
         }
     }
