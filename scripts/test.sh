@@ -25,5 +25,14 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
     # A build failure or a crashed test binary reports no counts.
     failed=1
 fi
+
+# The benchmark's smoke run (small sizes, debug build) keeps it from rotting.
+if scripts/bench.sh --smoke; then
+    passed=$((passed + 1))
+else
+    echo "bench smoke: FAILED"
+    failed=$((failed + 1))
+    status=1
+fi
 echo "summary: ${passed} passed, ${failed} failed"
 exit "$status"

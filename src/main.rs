@@ -32,6 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    return_big_buffers_to_the_system();
     let cli = Cli::parse();
     let filter = cli
         .log
@@ -66,6 +67,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Makes glibc give buffers of 1 MiB and more back to the system when they
+/// are freed. By default it raises its mmap threshold to the size of each big
+/// buffer freed (up to 32 MiB); from then on upload units (16 MiB for a
+/// 2 GiB file) are carved from per-thread arenas and stay resident after use,
+/// so a 1 GiB PUT peaked 100–170 MiB above the idle server instead of the
+/// ~50 MiB its three units in flight need. A fixed threshold turns that
+/// adjustment off. Returns whether glibc accepted the setting.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_big_buffers_to_the_system() -> bool {
+    use std::ffi::c_int;
+    unsafe extern "C" {
+        fn mallopt(param: c_int, value: c_int) -> c_int;
+    }
+    const M_MMAP_THRESHOLD: c_int = -3;
+    // SAFETY: mallopt takes no pointers and is thread-safe; it only changes
+    // allocator tuning.
+    unsafe { mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_big_buffers_to_the_system() -> bool {
+    true
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     tracing::debug!(?settings, "configuration");
@@ -95,4 +120,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     server::serve(listener, built.app.clone(), server::shutdown_signal()).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn big_buffers_go_back_to_the_system() {
+        assert!(super::return_big_buffers_to_the_system());
+    }
 }

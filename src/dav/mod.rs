@@ -108,6 +108,12 @@ pub struct MfDav {
     handler: DavHandler,
 }
 
+/// The most a GET asks of a file per read. Reads hand over slices of the
+/// chunks the download already holds (never copied, never merged), so this
+/// only keeps dav-server's default (16 KiB) from splitting each chunk into
+/// several body frames.
+const GET_CHUNK: usize = 256 * 1024;
+
 /// Methods that change something; refused with 403 when read-only.
 fn is_mutating(method: &Method) -> bool {
     matches!(
@@ -150,6 +156,7 @@ impl MfDav {
             .locksystem(MemLs::new())
             .methods(methods)
             .autoindex(true)
+            .read_buf_size(GET_CHUNK)
             .build_handler();
         Ok(MfDav { shared, handler })
     }
