@@ -9,3 +9,6 @@ mod dav_methods;
 
 // litmus and rclone as oracles.
 mod clients;
+
+// API calls per request: cache, change detection, links, rate limits.
+mod economy;
