@@ -87,6 +87,12 @@ impl Limiter {
         }
     }
 
+    /// Whether a [`pause`](Self::pause) is in force now.
+    pub fn is_paused(&self) -> bool {
+        let b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        Instant::now() < b.paused_until
+    }
+
     /// Stops every caller for `d` (MediaFire said 163/261) and empties the
     /// bucket so traffic restarts slowly.
     pub fn pause(&self, d: Duration) {
@@ -129,6 +135,16 @@ mod tests {
         let start = Instant::now();
         drop(l.acquire().await);
         assert!(start.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn is_paused_only_while_the_pause_lasts() {
+        let l = Limiter::new(1000.0, 10, 4);
+        assert!(!l.is_paused());
+        l.pause(Duration::from_millis(50));
+        assert!(l.is_paused());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!l.is_paused());
     }
 
     #[tokio::test]

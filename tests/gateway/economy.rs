@@ -508,19 +508,23 @@ async fn answers_163_back_off_and_then_succeed() {
     server.emulator.reset_stats();
     let started = Instant::now();
     list_burst(&server, FOLDERS).await;
+    let elapsed = started.elapsed();
     let stats = server.emulator.stats();
     let rejected = stats["errors"]["163"].as_u64().unwrap_or(0);
     let total = stats["total_api_calls"].as_u64().unwrap_or(0);
-    eprintln!(
-        "{total} calls, {rejected} answered 163, in {:?}",
-        started.elapsed()
-    );
+    eprintln!("{total} calls, {rejected} answered 163, in {elapsed:?}");
     assert!(rejected > 0, "the emulator must have refused some: {stats}");
     // Backing off means few refusals per call that got through.
     let accepted = total - rejected;
     assert!(
         rejected <= 2 * accepted,
         "{rejected} refusals for {accepted} calls: the client hammers"
+    );
+    // About 13 calls at 4 a second take a few seconds; when every refusal of
+    // one burst lengthened the global pause, this took over 30.
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "the backoff froze the gateway for {elapsed:?}"
     );
 }
 
