@@ -625,7 +625,14 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
     } else {
         folder_arg(tree, p, "folder_key", "folder_path")?
     };
-    let mut entries: Vec<(String, u64, i64, u64, Value)> = if content_type == "files" {
+    // Sort keys only; the JSON is built for the requested chunk alone, so
+    // paging through a folder of N entries costs O(N log N) per chunk, not
+    // N JSON objects per chunk.
+    enum Item<'a> {
+        File(&'a File),
+        Folder(&'a Folder),
+    }
+    let mut entries: Vec<(String, u64, i64, u64, &str, Item)> = if content_type == "files" {
         let files: Vec<&File> = if trash {
             tree.files
                 .values()
@@ -642,8 +649,15 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         files
             .into_iter()
             .map(|f| {
-                let v = file_json(emu, tree, f, false);
-                (f.name.to_lowercase(), f.size, f.created_ms, f.downloads, v)
+                let name = f.name.to_lowercase();
+                (
+                    name,
+                    f.size,
+                    f.created_ms,
+                    f.downloads,
+                    f.key.as_str(),
+                    Item::File(f),
+                )
             })
             .collect()
     } else {
@@ -663,8 +677,8 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         folders
             .into_iter()
             .map(|f| {
-                let v = folder_json(tree, f, details, false);
-                (f.name.to_lowercase(), 0, f.created_ms, 0, v)
+                let name = f.name.to_lowercase();
+                (name, 0, f.created_ms, 0, f.key.as_str(), Item::Folder(f))
             })
             .collect()
     };
@@ -675,11 +689,9 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
             "downloads" => a.3.cmp(&b.3),
             _ => std::cmp::Ordering::Equal,
         };
-        primary.then_with(|| a.0.cmp(&b.0)).then_with(|| {
-            let ka = a.4.get("quickkey").or(a.4.get("folderkey"));
-            let kb = b.4.get("quickkey").or(b.4.get("folderkey"));
-            ka.and_then(Value::as_str).cmp(&kb.and_then(Value::as_str))
-        })
+        primary
+            .then_with(|| a.0.cmp(&b.0))
+            .then_with(|| a.4.cmp(b.4))
     });
     if descending {
         entries.reverse();
@@ -689,7 +701,10 @@ pub(crate) fn folder_get_content(emu: &Emulator, p: &Params) -> Result<Fields, A
         .iter()
         .skip(start)
         .take(chunk_size as usize)
-        .map(|e| e.4.clone())
+        .map(|e| match e.5 {
+            Item::File(f) => file_json(emu, tree, f, false),
+            Item::Folder(f) => folder_json(tree, f, details, false),
+        })
         .collect();
     let more = entries.len() > start + chunk_size as usize;
     let revision = tree

@@ -55,6 +55,7 @@
 //! `faults_injected`, `files` and `folders` (items not in the trash; the root is not counted).
 
 mod api;
+mod bulk;
 mod faults;
 mod server;
 mod state;
