@@ -244,6 +244,68 @@ async fn a_folder_of_2500_files_and_300_folders_lists_in_at_most_6_calls() {
     );
 }
 
+#[tokio::test]
+async fn a_30000_entry_folder_lists_completely_then_from_the_cache() {
+    // Listing 30 chunks takes seconds in a debug build on a busy machine:
+    // a long TTL keeps expiry (tested elsewhere) out of the counts.
+    let server = server_with_ttl(3600, EmulatorConfig::default()).await;
+    server.emulator.seed_file("/small/s.txt", b"s");
+    let started = Instant::now();
+    let files: Vec<String> = (0..20_000).map(|i| format!("file {i:05}.bin")).collect();
+    let folders: Vec<String> = (0..10_000).map(|i| format!("dir {i:05}")).collect();
+    server
+        .emulator
+        .seed_files("/huge", files.iter().map(|n| (n.as_str(), b"x".as_slice())));
+    server
+        .emulator
+        .seed_folders("/huge", folders.iter().map(String::as_str));
+    eprintln!("seeded 30,000 entries in {:?}", started.elapsed());
+    propfind(&server, "/", "1").await;
+    server.emulator.reset_stats();
+
+    let started = Instant::now();
+    let big = tokio::spawn(server.req("PROPFIND", "/huge/").header("Depth", "1").send());
+    // While the big folder is paged in, other folders stay responsive.
+    while server.api_calls("folder/get_content") < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, small) = propfind(&server, "/small/", "1").await;
+    assert_eq!(status, 207);
+    assert!(hrefs(&small).contains(&"/small/s.txt".to_string()));
+    assert!(
+        !big.is_finished(),
+        "a small folder had to wait for the 30,000-entry listing"
+    );
+    let resp = big.await.unwrap().unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    eprintln!("first Depth-1 PROPFIND: {:?}", started.elapsed());
+    assert_eq!(status, 207);
+    let names = hrefs(&body);
+    assert_eq!(names.len(), 1 + 30_000);
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "no entry listed twice");
+    assert!(names.contains(&"/huge/file 19999.bin".to_string()));
+    assert!(names.contains(&"/huge/dir 09999/".to_string()));
+    // 20 chunks of files and 10 of folders, plus at most one empty chunk each.
+    let listing_calls = server.api_calls("folder/get_content") - 2;
+    assert!(
+        (30..=32).contains(&listing_calls),
+        "{listing_calls} folder/get_content calls"
+    );
+
+    server.emulator.reset_stats();
+    let started = Instant::now();
+    let (status, again) = propfind(&server, "/huge/", "1").await;
+    eprintln!("second Depth-1 PROPFIND: {:?}", started.elapsed());
+    assert_eq!(status, 207);
+    assert_eq!(hrefs(&again).len(), names.len());
+    // Lookups inside it are free as well.
+    assert_eq!(propfind(&server, "/huge/file 12345.bin", "0").await.0, 207);
+    assert_eq!(propfind(&server, "/huge/._file 1.bin", "0").await.0, 404);
+    assert_eq!(server.total_api_calls(), 0, "{:?}", calls(&server));
+}
+
 // ---- change detection ----------------------------------------------------
 
 #[tokio::test]
