@@ -12,3 +12,6 @@ mod clients;
 
 // API calls per request: cache, change detection, links, rate limits.
 mod economy;
+
+// The README's table of API calls per WebDAV request, measured.
+mod api_calls_table;
