@@ -537,6 +537,12 @@ pub(crate) struct MfFs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) failure: Failure,
     pub(crate) prefetch: Prefetch,
+    /// This request is a DELETE. MediaFire trashes a folder with all it
+    /// holds in one call, so dav-server's walk over the members (one
+    /// `file/delete` per file, one listing per folder) is skipped: `read_dir`
+    /// lists nothing and `remove_dir` does it all. Locks on members were
+    /// checked by dav-server before the walk.
+    pub(crate) deleting: bool,
 }
 
 impl MfFs {
@@ -630,6 +636,12 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: read_dir");
             let p = rel(path)?;
+            if self.deleting {
+                trace!(path = %path, "fs: DELETE walk skipped, remove_dir trashes the subtree");
+                return Ok(
+                    Box::pin(futures_util::stream::empty()) as FsStream<Box<dyn DavDirEntry>>
+                );
+            }
             let entries = self.shared.read_dir(&p).await.map_err(|e| self.fail(e))?;
             let items = entries
                 .into_iter()

@@ -167,6 +167,7 @@ impl MfDav {
             shared: self.shared.clone(),
             failure: failure.clone(),
             prefetch,
+            deleting: req.method() == Method::DELETE,
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
         let mut resp = self.handler.handle_with(config, req).await;

@@ -215,6 +215,27 @@ async fn every_mutation_updates_the_cache_in_place() {
     assert_eq!(names(&other_fresh), names(&other));
 }
 
+#[tokio::test]
+async fn deleting_a_folder_costs_one_call_however_much_it_holds() {
+    let server = TestServer::start().await;
+    let names: Vec<String> = (0..50).map(|i| format!("f{i:02}.txt")).collect();
+    server.emulator.seed_files(
+        "/gone",
+        names.iter().map(|n| (n.as_str(), b"bytes".as_slice())),
+    );
+    server.emulator.seed_file("/gone/sub/deeper.txt", b"deeper");
+    assert_eq!(propfind(&server, "/gone/", "1").await.0, 207);
+    server.emulator.reset_stats();
+    assert_eq!(status_of(&server, "DELETE", "/gone/").await, 204);
+    assert_eq!(
+        calls(&server),
+        BTreeMap::from([("folder/delete".to_string(), 1)])
+    );
+    assert_eq!(server.emulator.stats()["files"], 0);
+    assert_eq!(propfind(&server, "/gone/", "0").await.0, 404);
+    assert_eq!(propfind(&server, "/gone/sub/deeper.txt", "0").await.0, 404);
+}
+
 // ---- paging --------------------------------------------------------------
 
 #[tokio::test]
