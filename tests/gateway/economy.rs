@@ -396,6 +396,36 @@ async fn a_revalidation_with_nothing_changed_costs_one_status_call() {
     assert!(server.api_calls("folder/get_content") > 0);
 }
 
+#[tokio::test]
+async fn a_burst_of_revalidations_costs_one_status_call() {
+    let server = server_with_ttl(1, EmulatorConfig::default()).await;
+    for i in 0..10 {
+        server
+            .emulator
+            .seed_file(&format!("/c/d{i}/x.txt"), &content(i));
+    }
+    for i in 0..10 {
+        assert_eq!(propfind(&server, &format!("/c/d{i}/"), "1").await.0, 207);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.emulator.reset_stats();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let req = server
+                .req("PROPFIND", &format!("/c/d{i}/"))
+                .header("Depth", "1");
+            tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 207);
+    }
+    assert_eq!(
+        calls(&server),
+        BTreeMap::from([("device/get_status".to_string(), 1)])
+    );
+}
+
 // ---- direct links --------------------------------------------------------
 
 #[tokio::test]
