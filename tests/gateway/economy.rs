@@ -287,9 +287,14 @@ async fn a_30000_entry_folder_lists_completely_then_from_the_cache() {
     let started = Instant::now();
     let big = tokio::spawn(server.req("PROPFIND", "/huge/").header("Depth", "1").send());
     // While the big folder is paged in, other folders stay responsive.
-    while server.api_calls("folder/get_content") < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let paging = async {
+        while server.api_calls("folder/get_content") < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), paging)
+        .await
+        .expect("the big listing starts");
     let (status, small) = propfind(&server, "/small/", "1").await;
     assert_eq!(status, 207);
     assert!(hrefs(&small).contains(&"/small/s.txt".to_string()));
