@@ -194,8 +194,11 @@ async fn run(server: &TestServer, op: Op, r: u32) {
     );
 }
 
+/// API calls per action.
+type Counts = BTreeMap<String, u64>;
+
 /// API calls per action since the last reset.
-fn counts(server: &TestServer) -> BTreeMap<String, u64> {
+fn counts(server: &TestServer) -> Counts {
     server.emulator.stats()["api_calls"]
         .as_object()
         .map(|m| {
@@ -208,12 +211,12 @@ fn counts(server: &TestServer) -> BTreeMap<String, u64> {
 }
 
 /// `3`, or `0`.
-fn total(c: &BTreeMap<String, u64>) -> u64 {
+fn total(c: &Counts) -> u64 {
     c.values().sum()
 }
 
 /// `2× folder/get_content, device/get_status`, or `—`.
-fn breakdown(c: &BTreeMap<String, u64>) -> String {
+fn breakdown(c: &Counts) -> String {
     if c.is_empty() {
         return "—".to_string();
     }
@@ -230,7 +233,7 @@ fn breakdown(c: &BTreeMap<String, u64>) -> String {
 }
 
 /// Cold and warm counts of one row.
-async fn measure(op: Op) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+async fn measure(op: Op) -> (Counts, Counts) {
     let server = TestServer::start().await;
     seed(&server);
     if matches!(op, Op::GetAgain) {
@@ -246,7 +249,7 @@ async fn measure(op: Op) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     (cold, warm)
 }
 
-fn render(rows: &[(Op, BTreeMap<String, u64>, BTreeMap<String, u64>)]) -> String {
+fn render(rows: &[(Op, Counts, Counts)]) -> String {
     let mut out = String::from(
         "| WebDAV request | Cold | Warm | Calls, cold | Calls, warm |\n\
          |---|--:|--:|---|---|\n",
