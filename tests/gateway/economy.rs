@@ -183,6 +183,20 @@ async fn every_mutation_updates_the_cache_in_place() {
         .await
         .unwrap()
         .status());
+    // Overwrite with a different length, and a zero-byte file (kept locally).
+    ok(server
+        .req("PUT", "/other/copy.txt")
+        .body("twelve bytes")
+        .send()
+        .await
+        .unwrap()
+        .status());
+    ok(server
+        .req("PUT", "/m/empty.txt")
+        .send()
+        .await
+        .unwrap()
+        .status());
 
     server.emulator.reset_stats();
     let names = |body: &str| {
@@ -191,12 +205,16 @@ async fn every_mutation_updates_the_cache_in_place() {
         h
     };
     let (_, m) = propfind(&server, "/m/", "1").await;
-    assert_eq!(names(&m), ["/m/", "/m/made/", "/m/renamed.txt"]);
+    assert_eq!(
+        names(&m),
+        ["/m/", "/m/empty.txt", "/m/made/", "/m/renamed.txt"]
+    );
     let (_, other) = propfind(&server, "/other/", "1").await;
     assert_eq!(
         names(&other),
         ["/other/", "/other/copy.txt", "/other/inner/"]
     );
+    assert!(other.contains("getcontentlength>12<"), "{other}");
     let (status, _) = propfind(&server, "/other/inner/", "1").await;
     assert_eq!(status, 207);
     let (status, _) = propfind(&server, "/m/made/", "1").await;
@@ -213,6 +231,10 @@ async fn every_mutation_updates_the_cache_in_place() {
     assert_eq!(names(&m_fresh), names(&m));
     let (_, other_fresh) = propfind(&server, "/other/", "1").await;
     assert_eq!(names(&other_fresh), names(&other));
+    assert!(
+        other_fresh.contains("getcontentlength>12<"),
+        "{other_fresh}"
+    );
 }
 
 #[tokio::test]
