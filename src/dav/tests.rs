@@ -248,6 +248,50 @@ async fn delete_file_and_collection() {
 }
 
 #[tokio::test]
+async fn deleting_a_folder_trashes_it_in_one_call_without_walking_it() {
+    let e = env();
+    e.req("MKCOL", "/d", &[], b"").await;
+    e.req("MKCOL", "/d/sub", &[], b"").await;
+    for i in 0..5 {
+        e.put(&format!("/d/f{i}"), b"x").await;
+        e.put(&format!("/d/sub/g{i}"), b"y").await;
+    }
+    e.put("/d/sub/empty", b"").await;
+    let patch = br#"<?xml version="1.0"?><propertyupdate xmlns="DAV:" xmlns:z="urn:z"><set><prop><z:c>1</z:c></prop></set></propertyupdate>"#;
+    e.req("PROPPATCH", "/d/sub/g1", &[], patch).await;
+    let (files, lists) = (e.remote.calls("delete_file"), e.remote.calls("list_folder"));
+    assert_eq!(
+        e.req("DELETE", "/d/", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(e.remote.calls("delete_folder"), 1);
+    assert_eq!(
+        e.remote.calls("delete_file"),
+        files,
+        "no file/delete per member"
+    );
+    assert_eq!(
+        e.remote.calls("list_folder"),
+        lists,
+        "no listing of members"
+    );
+    assert_eq!(e.remote.file_count(), 0);
+    assert!(e.dav.shared.overlay.get("d/sub/empty").is_none());
+    assert!(e.dav.shared.props.list("d/sub/g1", false).is_empty());
+    assert_eq!(
+        e.propfind("/d/sub/", "0").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Files are still deleted one by one.
+    e.put("/h", b"z").await;
+    assert_eq!(
+        e.req("DELETE", "/h", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(e.remote.calls("delete_file"), files + 1);
+}
+
+#[tokio::test]
 async fn copy_and_move_files_and_folders() {
     let e = env();
     e.req("MKCOL", "/a", &[], b"").await;

@@ -103,6 +103,7 @@
 
 mod admin;
 mod api;
+mod bulk;
 mod download;
 mod faults;
 mod multipart;

@@ -418,6 +418,13 @@ impl Client {
         self.inner.stats.record(action, result);
         match result {
             Err(e) if e.kind() == ErrorKind::RateLimited => {
+                // Calls refused together (one burst in flight) are one
+                // strike: a refusal that arrives while a pause is already in
+                // force was sent before it and must not lengthen it.
+                if self.inner.limiter.is_paused() {
+                    debug!(action, "rate limited while already pausing");
+                    return;
+                }
                 let strikes = self
                     .inner
                     .rate_strikes
@@ -985,6 +992,26 @@ mod tests {
             !shown.contains("SECRET") && !shown.contains("session_token"),
             "{shown}"
         );
+    }
+
+    #[tokio::test]
+    async fn refusals_of_one_burst_pause_once_not_once_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(ClientConfig {
+            api_base: "http://127.0.0.1:9".into(),
+            state_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let refused: Result<()> =
+            Err(Error::new(ErrorKind::RateLimited, "slow down").with_code(163));
+        // Eight calls in flight, all refused by the same burst.
+        for _ in 0..8 {
+            client.after_reply("folder/get_content", &refused);
+        }
+        assert_eq!(client.inner.rate_strikes.load(Ordering::Relaxed), 1);
+        assert!(client.inner.limiter.is_paused());
     }
 
     #[test]

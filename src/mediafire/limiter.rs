@@ -116,6 +116,12 @@ impl Limiter {
         }
     }
 
+    /// Whether a [`pause`](Self::pause) is in force now.
+    pub fn is_paused(&self) -> bool {
+        let b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        Instant::now() < b.paused_until
+    }
+
     /// Stops every caller for `d` (MediaFire said 163/261) and empties the
     /// bucket so traffic restarts slowly.
     pub fn pause(&self, d: Duration) {
@@ -169,6 +175,16 @@ mod tests {
         assert!(t3.is_err(), "two of four slots are reserved for calls");
         let _c1 = l.acquire(Class::Call).await;
         let _c2 = l.acquire(Class::Call).await;
+    }
+
+    #[tokio::test]
+    async fn is_paused_only_while_the_pause_lasts() {
+        let l = Limiter::new(1000.0, 10, 4);
+        assert!(!l.is_paused());
+        l.pause(Duration::from_millis(50));
+        assert!(l.is_paused());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!l.is_paused());
     }
 
     #[tokio::test]

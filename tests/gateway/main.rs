@@ -33,3 +33,9 @@ mod soak;
 
 // Property test: generated paths, headers and XML never crash or answer 500.
 mod fuzz;
+
+// API calls per request: cache, change detection, links, rate limits.
+mod economy;
+
+// The README's table of API calls per WebDAV request, measured.
+mod api_calls_table;
