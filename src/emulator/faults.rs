@@ -65,6 +65,16 @@ pub struct Faults {
     /// transient error; 0 = never. Default 0.
     #[arg(long, default_value_t = 0)]
     pub fail_upload_unit: u64,
+
+    /// Fail every `upload/resumable` request for this unit (`x-unit-id`, 0-based) with a
+    /// transient error until the switches change: a unit that keeps failing. Default none.
+    #[arg(long)]
+    pub fail_unit_id: Option<u64>,
+
+    /// Hold every `upload/resumable` request this many milliseconds before handling it (a slow
+    /// uplink; makes parallel units overlap). Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub unit_delay_ms: u64,
 }
 
 /// A transient failure decided for one call.
@@ -124,11 +134,18 @@ impl FaultState {
         Some(self.pick_mode(rng))
     }
 
-    /// Counts one `upload/resumable` request; the N-th one fails.
-    pub fn unit_request_fails(&mut self, rng: &mut StdRng) -> Option<Injected> {
+    /// Counts one `upload/resumable` request (for unit `unit_id`, when the header parses); the
+    /// N-th one fails, and so does every one for `fail_unit_id`.
+    pub fn unit_request_fails(
+        &mut self,
+        rng: &mut StdRng,
+        unit_id: Option<u64>,
+    ) -> Option<Injected> {
         self.unit_requests += 1;
         let n = self.faults.fail_upload_unit;
-        if n != 0 && self.unit_requests == n {
+        let nth = n != 0 && self.unit_requests == n;
+        let marked = unit_id.is_some() && unit_id == self.faults.fail_unit_id;
+        if nth || marked {
             return Some(match self.faults.fail_mode {
                 // a unit failure must reach the client as an answer it can retry
                 FailMode::Drop => Injected::Drop,
@@ -211,9 +228,23 @@ mod tests {
             ..Faults::default()
         });
         let fails: Vec<bool> = (0..6)
-            .map(|_| st.unit_request_fails(&mut rng).is_some())
+            .map(|_| st.unit_request_fails(&mut rng, Some(0)).is_some())
             .collect();
         assert_eq!(fails, [false, false, true, false, false, false]);
+    }
+
+    #[test]
+    fn a_marked_unit_fails_every_time_and_others_never() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut st = FaultState::new(Faults {
+            fail_unit_id: Some(2),
+            ..Faults::default()
+        });
+        for _ in 0..3 {
+            assert!(st.unit_request_fails(&mut rng, Some(2)).is_some());
+            assert!(st.unit_request_fails(&mut rng, Some(1)).is_none());
+            assert!(st.unit_request_fails(&mut rng, None).is_none());
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@
 //!
 //! `GET /__emulator/stats` and [`EmulatorHandle::stats`] return `api_calls` (per
 //! `category/action`, rejected calls included), `total_api_calls`, `upload_unit_bytes`,
+//! `max_units_in_flight` (most `upload/resumable` requests handled at once),
 //! `upload_simple_bytes`, `download_bytes`, `downloads`, `errors` (per error code sent),
 //! `faults_injected`, `files` and `folders` (items not in the trash; the root is not counted).
 

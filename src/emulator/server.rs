@@ -414,6 +414,8 @@ async fn api_call(
 ) -> Result<Response<Body>, io::Error> {
     let action = action_of(req.uri().path());
     emu.count_api_call(&action);
+    // held until this function returns (or the connection drops)
+    let _unit_in_flight = (action == "upload/resumable").then(|| emu.unit_started());
 
     // faults first: a rate-limited or failing server never looks at the request
     let fault = {
@@ -425,7 +427,12 @@ async fn api_call(
             return Ok(api_error(emu, &action, &ApiError::new(163)));
         }
         let unit = if action == "upload/resumable" {
-            faults.unit_request_fails(&mut rng)
+            let unit_id = req
+                .headers()
+                .get("x-unit-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            faults.unit_request_fails(&mut rng, unit_id)
         } else {
             None
         };
@@ -464,7 +471,13 @@ async fn api_call(
 
     let result = match action.as_str() {
         "upload/resumable" => match body.take() {
-            Some(b) => upload::upload_resumable(emu, &params, &parts.headers, b).await,
+            Some(b) => {
+                let delay = lock(&emu.faults).faults.unit_delay_ms;
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                upload::upload_resumable(emu, &params, &parts.headers, b).await
+            }
             None => Err(ApiError::new(100)),
         },
         "upload/simple" => match body.take() {
