@@ -9,3 +9,6 @@ mod dav_methods;
 
 // litmus and rclone as oracles.
 mod clients;
+
+// Uploads at scale: spool, units, resume, instant, overwrite, short bodies.
+mod uploads;

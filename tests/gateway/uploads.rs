@@ -1,0 +1,1044 @@
+//! Uploads at scale (issue 3): every promise of the PUT path, proved against
+//! the emulator over real HTTP. Byte counts come from the emulator's own
+//! statistics (`upload_unit_bytes`, `max_units_in_flight`), file identity
+//! from its own API (`folder/get_content` with a session token), so the
+//! server under test never grades itself.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mediafire_dav::config::ServeArgs;
+use mediafire_dav::emulator::{self, EmulatorConfig, FailMode, Faults};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::util::{Options, PASS, TestServer, USER, hrefs, propfind};
+
+const MIB: usize = 1 << 20;
+
+/// Deterministic, incompressible-looking bytes; different seeds give
+/// different content in every unit.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+async fn put(server: &TestServer, path: &str, body: Vec<u8>) -> u16 {
+    server
+        .req("PUT", path)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn get(server: &TestServer, path: &str) -> (u16, Vec<u8>) {
+    let resp = server.req("GET", path).send().await.unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+fn stat(server: &TestServer, key: &str) -> u64 {
+    server.emulator.stats()[key].as_u64().unwrap_or(0)
+}
+
+fn unit_bytes(server: &TestServer) -> u64 {
+    stat(server, "upload_unit_bytes")
+}
+
+/// One file as the emulator's own API lists it.
+#[derive(Debug, Clone)]
+struct Listed {
+    name: String,
+    quickkey: String,
+    size: u64,
+    hash: String,
+}
+
+/// The files of `folder_key` (`myfiles` = root), asked through the
+/// emulator's public API with a session token bought with the cookie.
+async fn emulator_files(server: &TestServer, folder_key: &str) -> Vec<Listed> {
+    let base = server.emulator.base_url();
+    let http = reqwest::Client::new();
+    let token = http
+        .post(format!("{base}/application/get_session_token.php"))
+        .header("Cookie", EmulatorConfig::default().cookie)
+        .form(&[("response_format", "json")])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let token: Value = serde_json::from_slice(&token).unwrap();
+    let token = token["response"]["session_token"]
+        .as_str()
+        .expect("session token")
+        .to_string();
+    let listing = http
+        .post(format!("{base}/api/1.5/folder/get_content.php"))
+        .form(&[
+            ("session_token", token.as_str()),
+            ("folder_key", folder_key),
+            ("content_type", "files"),
+            ("chunk_size", "1000"),
+            ("response_format", "json"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let listing: Value = serde_json::from_slice(&listing).unwrap();
+    let files = listing["response"]["folder_content"]["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    files
+        .iter()
+        .map(|f| Listed {
+            name: f["filename"].as_str().unwrap_or_default().to_string(),
+            quickkey: f["quickkey"].as_str().unwrap_or_default().to_string(),
+            size: f["size"].as_str().unwrap_or("0").parse().unwrap(),
+            hash: f["hash"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+async fn root_files(server: &TestServer) -> Vec<Listed> {
+    emulator_files(server, "myfiles").await
+}
+
+fn spool_dir(server: &TestServer) -> PathBuf {
+    server.state_dir.join("spool")
+}
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Waits (up to 10 s) until `dir` holds nothing; returns what is left.
+async fn wait_empty(dir: &Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = dir_entries(dir);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (up to 20 s) until the emulator has received `bytes` unit bytes.
+async fn wait_unit_bytes(server: &TestServer, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while unit_bytes(server) < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "units never arrived: {}",
+            server.emulator.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn with_faults(faults: Faults) -> Options {
+    Options {
+        emulator: Some(EmulatorConfig {
+            faults,
+            ..EmulatorConfig::default()
+        }),
+        ..Options::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// sizes
+
+#[tokio::test]
+async fn empty_tiny_and_unit_boundary_sizes_round_trip_with_exact_unit_bytes() {
+    let server = TestServer::start().await;
+    // (size, expected upload/resumable requests): < 4 MiB is one 4 MiB unit,
+    // from 4 MiB on the units are 1 MiB (spec §4.4).
+    let cases = [
+        (0usize, 0u64),
+        (1, 1),
+        (100, 1),
+        (4 * MIB - 1, 1),
+        (4 * MIB, 4),
+        (4 * MIB + 1, 5),
+    ];
+    for (i, (size, units)) in cases.into_iter().enumerate() {
+        let path = format!("/size-{size}.bin");
+        let body = content(size, 100 + i as u64);
+        server.emulator.reset_stats();
+        assert_eq!(put(&server, &path, body.clone()).await, 201, "PUT {path}");
+        assert_eq!(unit_bytes(&server), size as u64, "unit bytes for {size}");
+        assert_eq!(
+            server.api_calls("upload/resumable"),
+            units,
+            "unit requests for {size}: {}",
+            server.emulator.stats()
+        );
+        let (status, got) = get(&server, &path).await;
+        assert_eq!(status, 200, "GET {path}");
+        assert_eq!(got.len(), size, "GET {path} length");
+        assert!(got == body, "GET {path} returns other bytes");
+        let (status, xml) = propfind(&server, &path, "0").await;
+        assert_eq!(status, 207);
+        assert!(
+            xml.contains(&format!("getcontentlength>{size}<")),
+            "{path}: {xml}"
+        );
+    }
+    // MediaFire cannot hold empty files: the zero-byte one lives in the
+    // overlay, every other one is a real MediaFire file with its content.
+    let listed = root_files(&server).await;
+    for (size, _) in cases.iter().skip(1) {
+        let f = listed
+            .iter()
+            .find(|f| f.name == format!("size-{size}.bin"))
+            .unwrap_or_else(|| panic!("size-{size}.bin missing: {listed:?}"));
+        assert_eq!(f.size, *size as u64);
+    }
+    assert!(!listed.iter().any(|f| f.name == "size-0.bin"));
+    assert!(wait_empty(&spool_dir(&server)).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// instant
+
+#[tokio::test]
+async fn instant_upload_of_known_content_moves_no_unit_bytes() {
+    let server = TestServer::start().await;
+    let body = content(5 * MIB + 123, 1);
+    assert_eq!(put(&server, "/first.bin", body.clone()).await, 201);
+    assert_eq!(unit_bytes(&server), body.len() as u64);
+
+    // The same content under a second name, and in another folder.
+    let mkcol = server.req("MKCOL", "/other/").send().await.unwrap();
+    assert_eq!(mkcol.status(), 201);
+    server.emulator.reset_stats();
+    assert_eq!(put(&server, "/second.bin", body.clone()).await, 201);
+    assert_eq!(put(&server, "/other/third.bin", body.clone()).await, 201);
+    let stats = server.emulator.stats();
+    assert_eq!(stats["upload_unit_bytes"], 0, "{stats}");
+    assert_eq!(server.api_calls("upload/resumable"), 0, "{stats}");
+    assert_eq!(server.api_calls("upload/instant"), 2, "{stats}");
+    assert_eq!(server.api_calls("upload/poll_upload"), 0, "{stats}");
+
+    for path in ["/second.bin", "/other/third.bin"] {
+        let (status, got) = get(&server, path).await;
+        assert_eq!(status, 200);
+        assert!(got == body, "{path} has other bytes");
+    }
+    let listed = root_files(&server).await;
+    let first = listed.iter().find(|f| f.name == "first.bin").unwrap();
+    let second = listed.iter().find(|f| f.name == "second.bin").unwrap();
+    assert_ne!(first.quickkey, second.quickkey, "two files, two keys");
+    assert_eq!(second.hash, sha256(&body));
+}
+
+#[tokio::test]
+async fn overwrite_with_known_content_is_instant_and_keeps_the_key() {
+    let server = TestServer::start().await;
+    let a = content(2 * MIB, 11);
+    let b = content(6 * MIB, 12);
+    assert_eq!(put(&server, "/a.bin", a.clone()).await, 201);
+    assert_eq!(put(&server, "/b.bin", b.clone()).await, 201);
+    let key_b = root_files(&server)
+        .await
+        .into_iter()
+        .find(|f| f.name == "b.bin")
+        .unwrap()
+        .quickkey;
+
+    server.emulator.reset_stats();
+    let status = put(&server, "/b.bin", a.clone()).await;
+    assert!(
+        status == 204 || status == 201,
+        "overwrite answered {status}"
+    );
+    let stats = server.emulator.stats();
+    assert_eq!(stats["upload_unit_bytes"], 0, "{stats}");
+    assert_eq!(server.api_calls("upload/instant"), 1, "{stats}");
+
+    let listed = root_files(&server).await;
+    let bs: Vec<_> = listed.iter().filter(|f| f.name.starts_with('b')).collect();
+    assert_eq!(bs.len(), 1, "{listed:?}");
+    assert_eq!(bs[0].quickkey, key_b, "the key survives the overwrite");
+    assert_eq!(bs[0].hash, sha256(&a));
+    let (_, got) = get(&server, "/b.bin").await;
+    assert!(got == a, "b.bin does not hold the new content");
+}
+
+// ---------------------------------------------------------------------------
+// units: transient failure, parallelism, rate limit
+
+#[tokio::test]
+async fn a_transient_unit_failure_resends_that_unit_only() {
+    for mode in [FailMode::Error100, FailMode::Drop, FailMode::Html403] {
+        // The 3rd unit request fails once; 6 MiB = 6 units of 1 MiB.
+        let server = TestServer::start_with(with_faults(Faults {
+            fail_upload_unit: 3,
+            fail_mode: mode,
+            ..Faults::default()
+        }))
+        .await;
+        let body = content(6 * MIB, 21);
+        assert_eq!(
+            put(&server, "/flaky.bin", body.clone()).await,
+            201,
+            "{mode:?}"
+        );
+        let stats = server.emulator.stats();
+        // One extra request, and the failed one carried no stored bytes:
+        // every unit's bytes arrived exactly once.
+        assert_eq!(server.api_calls("upload/resumable"), 7, "{mode:?} {stats}");
+        assert_eq!(unit_bytes(&server), body.len() as u64, "{mode:?} {stats}");
+        let injected: u64 = stats["faults_injected"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(injected, 1, "{mode:?} {stats}");
+        assert_eq!(server.api_calls("upload/check"), 1, "{mode:?} {stats}");
+        let (_, got) = get(&server, "/flaky.bin").await;
+        assert!(got == body, "{mode:?}: content differs");
+    }
+}
+
+#[tokio::test]
+async fn units_in_flight_never_exceed_the_configured_parallelism() {
+    // Each unit is held 150 ms by the emulator so that parallel units overlap.
+    let slow = Faults {
+        unit_delay_ms: 150,
+        ..Faults::default()
+    };
+    let body = content(6 * MIB, 31);
+    // (upload_parallelism, None = the default of 3)
+    for parallel in [Some(1usize), None] {
+        let mut options = with_faults(slow.clone());
+        options.args.upload_parallelism = parallel;
+        let server = TestServer::start_with(options).await;
+        assert_eq!(put(&server, "/par.bin", body.clone()).await, 201);
+        let stats = server.emulator.stats();
+        let max = stats["max_units_in_flight"].as_u64().unwrap();
+        let limit = parallel.unwrap_or(3) as u64;
+        assert!(
+            max <= limit,
+            "parallelism {limit}: {max} units at once: {stats}"
+        );
+        // The units really go out side by side, not one by one.
+        assert!(
+            max >= limit.min(2),
+            "parallelism {limit}: only {max} at once: {stats}"
+        );
+        assert_eq!(server.api_calls("upload/resumable"), 6);
+        let (_, got) = get(&server, "/par.bin").await;
+        assert!(got == body);
+    }
+}
+
+#[tokio::test]
+async fn unit_requests_obey_the_global_rate_limit() {
+    // The emulator refuses more than 5 calls in a second (error 163); the
+    // server is told 4 per second with no burst. If unit POSTs bypassed the
+    // limiter, three parallel units would trip the emulator at once.
+    let mut options = with_faults(Faults {
+        rate_limit_per_sec: 5,
+        ..Faults::default()
+    });
+    options.args.calls_per_second = Some(4.0);
+    options.args.burst = Some(1);
+    let server = TestServer::start_with(options).await;
+    let body = content(6 * MIB, 41);
+    assert_eq!(put(&server, "/limited.bin", body.clone()).await, 201);
+    let stats = server.emulator.stats();
+    assert_eq!(server.api_calls("upload/resumable"), 6, "{stats}");
+    assert!(
+        stats["errors"].get("163").is_none(),
+        "the emulator had to refuse calls: {stats}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// resume
+
+#[tokio::test]
+async fn resume_after_a_failed_middle_unit_sends_only_the_missing_units() {
+    // Unit 4 of 8 (1 MiB each) keeps failing: the PUT must fail with a 5xx.
+    let server = TestServer::start_with(with_faults(Faults {
+        fail_unit_id: Some(4),
+        ..Faults::default()
+    }))
+    .await;
+    let body = content(8 * MIB, 51);
+    let status = put(&server, "/resume.bin", body.clone()).await;
+    assert_eq!(status, 502, "a unit that keeps failing is a bad gateway");
+    let first = unit_bytes(&server);
+    assert!(first < body.len() as u64);
+    // Nothing half-made shows: no file, no spool.
+    assert_eq!(get(&server, "/resume.bin").await.0, 404);
+    assert!(
+        !root_files(&server)
+            .await
+            .iter()
+            .any(|f| f.name.starts_with("resume"))
+    );
+    assert!(wait_empty(&spool_dir(&server)).await.is_empty());
+
+    // The server restarts and the network heals; the client sends the same
+    // content again.
+    server.emulator.set_faults(Faults::default());
+    let server = server.restart(Options::default()).await;
+    server.emulator.reset_stats();
+    assert_eq!(put(&server, "/resume.bin", body.clone()).await, 201);
+    let second = unit_bytes(&server);
+    let missing_units = (body.len() as u64 - first).div_ceil(MIB as u64);
+    assert!(
+        second <= (missing_units + 1) * MIB as u64,
+        "resent {second} bytes, {missing_units} units were missing"
+    );
+    assert!(first + second >= body.len() as u64);
+    eprintln!(
+        "resume: first attempt stored {first} bytes, the retry sent {second} ({missing_units} units missing)"
+    );
+    let (_, got) = get(&server, "/resume.bin").await;
+    assert!(got == body, "resumed file differs");
+    let listed = root_files(&server).await;
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|f| f.name.starts_with("resume"))
+            .count(),
+        1,
+        "{listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn resume_after_dropped_connections_on_a_unit() {
+    // Same as above, but the failing unit's connection is cut each time.
+    let server = TestServer::start_with(with_faults(Faults {
+        fail_unit_id: Some(2),
+        fail_mode: FailMode::Drop,
+        ..Faults::default()
+    }))
+    .await;
+    let body = content(5 * MIB + 7, 52);
+    let status = put(&server, "/drop.bin", body.clone()).await;
+    assert!((500..600).contains(&status), "answered {status}");
+    let first = unit_bytes(&server);
+    server.emulator.set_faults(Faults::default());
+    server.emulator.reset_stats();
+    assert_eq!(put(&server, "/drop.bin", body.clone()).await, 201);
+    let second = unit_bytes(&server);
+    let missing_units = (body.len() as u64 - first).div_ceil(MIB as u64);
+    assert!(
+        second <= (missing_units + 1) * MIB as u64,
+        "resent {second}, missing {missing_units} units"
+    );
+    let (_, got) = get(&server, "/drop.bin").await;
+    assert!(got == body);
+}
+
+// ---------------------------------------------------------------------------
+// polling and fileerrors
+
+#[tokio::test]
+async fn polling_walks_the_verification_statuses_and_succeeds_only_with_a_key() {
+    let server = TestServer::start_with(with_faults(Faults {
+        poll_delay_ms: 1500,
+        ..Faults::default()
+    }))
+    .await;
+    let body = content(3 * MIB, 61);
+    let started = Instant::now();
+    assert_eq!(put(&server, "/slow.bin", body.clone()).await, 201);
+    let took = started.elapsed();
+    // Success only once MediaFire made the file: never before the delay.
+    assert!(
+        took >= Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
+    assert!(
+        server.api_calls("upload/poll_upload") >= 2,
+        "{}",
+        server.emulator.stats()
+    );
+    // The file is there, with its key, the moment the PUT says so.
+    let listed = root_files(&server).await;
+    let f = listed.iter().find(|f| f.name == "slow.bin").unwrap();
+    assert!(!f.quickkey.is_empty());
+    assert_eq!(f.hash, sha256(&body));
+    let (status, got) = get(&server, "/slow.bin").await;
+    assert_eq!(status, 200);
+    assert!(got == body);
+}
+
+#[tokio::test]
+async fn a_full_account_is_507_before_any_unit_is_sent() {
+    let server = TestServer::start_with(Options {
+        emulator: Some(EmulatorConfig {
+            storage_limit: 3 * MIB as u64,
+            ..EmulatorConfig::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    server
+        .emulator
+        .seed_file("/filler.bin", &content(2 * MIB, 70));
+    server.emulator.reset_stats();
+    let status = put(&server, "/big.bin", content(2 * MIB, 71)).await;
+    assert_eq!(status, 507);
+    assert_eq!(unit_bytes(&server), 0, "{}", server.emulator.stats());
+    assert!(
+        !root_files(&server)
+            .await
+            .iter()
+            .any(|f| f.name == "big.bin")
+    );
+    assert!(wait_empty(&spool_dir(&server)).await.is_empty());
+}
+
+#[tokio::test]
+async fn storage_limit_reached_during_verification_is_507() {
+    // poll fileerror 15: the account fills up between check and assembly.
+    let server = TestServer::start_with(Options {
+        emulator: Some(EmulatorConfig {
+            storage_limit: 8 * MIB as u64,
+            faults: Faults {
+                poll_delay_ms: 1500,
+                ..Faults::default()
+            },
+            ..EmulatorConfig::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let body = content(5 * MIB, 72);
+    let size = body.len() as u64;
+    let task = {
+        let req = server.req("PUT", "/late.bin").body(body);
+        tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+    };
+    wait_unit_bytes(&server, size).await;
+    server
+        .emulator
+        .seed_file("/grew.bin", &content(4 * MIB, 73));
+    assert_eq!(task.await.unwrap(), 507);
+    assert!(
+        !root_files(&server)
+            .await
+            .iter()
+            .any(|f| f.name == "late.bin")
+    );
+}
+
+#[tokio::test]
+async fn a_file_over_the_size_limit_is_507() {
+    // poll fileerror 1 ("larger than the maximum file size").
+    let server = TestServer::start_with(Options {
+        emulator: Some(EmulatorConfig {
+            max_upload_size: MIB as u64,
+            ..EmulatorConfig::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(put(&server, "/huge.bin", content(2 * MIB, 74)).await, 507);
+    assert!(
+        !root_files(&server)
+            .await
+            .iter()
+            .any(|f| f.name == "huge.bin")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// overwrite and concurrency
+
+#[tokio::test]
+async fn overwrite_keeps_the_key_and_the_old_content_until_the_new_is_complete() {
+    let server = TestServer::start().await;
+    let old = content(2 * MIB + 5, 81);
+    let new = content(5 * MIB + 9, 82);
+    assert_eq!(put(&server, "/doc.bin", old.clone()).await, 201);
+    let key = root_files(&server)
+        .await
+        .into_iter()
+        .find(|f| f.name == "doc.bin")
+        .unwrap()
+        .quickkey;
+    let (_, got) = get(&server, "/doc.bin").await;
+    assert!(got == old);
+
+    // MediaFire takes 3 s to verify the new content.
+    server.emulator.set_faults(Faults {
+        poll_delay_ms: 3000,
+        ..Faults::default()
+    });
+    server.emulator.reset_stats();
+    let task = {
+        let req = server.req("PUT", "/doc.bin").body(new.clone());
+        tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+    };
+    // Every unit of the new content is in; MediaFire is verifying it.
+    wait_unit_bytes(&server, new.len() as u64).await;
+    for _ in 0..3 {
+        let (status, got) = get(&server, "/doc.bin").await;
+        assert_eq!(status, 200);
+        assert_eq!(got.len(), old.len(), "GET during the replacement");
+        assert!(got == old, "GET during the replacement mixed contents");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !task.is_finished(),
+        "the replacement finished before the reads (poll delay too short)"
+    );
+    let status = task.await.unwrap();
+    assert!(
+        status == 204 || status == 201,
+        "overwrite answered {status}"
+    );
+
+    let listed = root_files(&server).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].quickkey, key, "the quickkey survives");
+    assert_eq!(listed[0].hash, sha256(&new));
+    let (_, got) = get(&server, "/doc.bin").await;
+    assert_eq!(got.len(), new.len());
+    assert!(got == new, "after the replacement the new content, whole");
+}
+
+#[tokio::test]
+async fn concurrent_puts_to_one_path_leave_exactly_one_file() {
+    let server = TestServer::start().await;
+    let bodies: Vec<Vec<u8>> = (0..5)
+        .map(|i| content(MIB + 1000 * i, 90 + i as u64))
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let req = server.req("PUT", "/same.bin").body(body.clone());
+        tasks.push(tokio::spawn(async move {
+            let status = req.send().await.unwrap().status().as_u16();
+            (i, status, Instant::now())
+        }));
+    }
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap());
+    }
+    for (i, status, _) in &done {
+        assert!(
+            *status == 201 || *status == 204,
+            "PUT {i} answered {status}"
+        );
+    }
+    let last = done.iter().max_by_key(|(_, _, at)| *at).unwrap().0;
+
+    let listed = root_files(&server).await;
+    assert_eq!(listed.len(), 1, "one path, one file: {listed:?}");
+    assert_eq!(listed[0].name, "same.bin");
+    let hashes: Vec<String> = bodies.iter().map(|b| sha256(b)).collect();
+    assert!(hashes.contains(&listed[0].hash));
+    assert_eq!(
+        listed[0].hash, hashes[last],
+        "the last upload to complete wins"
+    );
+    let (_, got) = get(&server, "/same.bin").await;
+    assert!(got == bodies[last]);
+    let (_, xml) = propfind(&server, "/", "1").await;
+    let names = hrefs(&xml);
+    assert!(!names.iter().any(|n| n.contains("same(")), "{names:?}");
+}
+
+// ---------------------------------------------------------------------------
+// short bodies and disconnects
+
+fn basic_auth() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"))
+}
+
+/// How a raw request ends.
+enum End {
+    /// Half-close the socket and read what the server answers.
+    HalfClose,
+    /// Drop the connection without a word.
+    Abort,
+}
+
+/// A PUT written by hand: `headers` (CRLF-terminated lines), then `body`,
+/// then `end`. Returns the status line, if any.
+async fn raw_put(
+    server: &TestServer,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+    end: End,
+) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\n{headers}\r\n",
+        server.addr,
+        basic_auth()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s.flush().await.unwrap();
+    match end {
+        End::Abort => {
+            // Vanish once the server is spooling (proves the body got in).
+            let spool = spool_dir(server);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while dir_entries(&spool).is_empty() {
+                assert!(Instant::now() < deadline, "the server never spooled");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(s);
+            None
+        }
+        End::HalfClose => {
+            let _ = s.shutdown().await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+            let text = String::from_utf8_lossy(&out).into_owned();
+            eprintln!("raw PUT {path}: {:?}", text.lines().next());
+            text.lines().next().map(String::from)
+        }
+    }
+}
+
+/// No upload reached the emulator and the spool is empty.
+async fn assert_no_trace(server: &TestServer, what: &str) {
+    let left = wait_empty(&spool_dir(server)).await;
+    assert!(left.is_empty(), "{what}: spool left behind: {left:?}");
+    let stats = server.emulator.stats();
+    assert_eq!(stats["upload_unit_bytes"], 0, "{what}: {stats}");
+    assert_eq!(server.api_calls("upload/check"), 0, "{what}: {stats}");
+    assert_eq!(server.api_calls("upload/instant"), 0, "{what}: {stats}");
+}
+
+#[tokio::test]
+async fn a_short_body_leaves_no_file_and_no_spool() {
+    let server = TestServer::start().await;
+    server.emulator.reset_stats();
+
+    // Content-Length 1000, 500 bytes, then the client closes.
+    let status = raw_put(
+        &server,
+        "/short.bin",
+        "Content-Length: 1000\r\n",
+        &content(500, 1),
+        End::HalfClose,
+    )
+    .await;
+    if let Some(line) = &status {
+        assert!(!line.contains(" 20"), "short body answered {line}");
+    }
+    assert_no_trace(&server, "Content-Length short").await;
+
+    // Finder: chunked with X-Expected-Entity-Length larger than what came.
+    let mut chunked = format!("{:x}\r\n", 500).into_bytes();
+    chunked.extend_from_slice(&content(500, 2));
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let status = raw_put(
+        &server,
+        "/finder.bin",
+        "Transfer-Encoding: chunked\r\nX-Expected-Entity-Length: 1000\r\n",
+        &chunked,
+        End::HalfClose,
+    )
+    .await
+    .expect("a complete chunked request gets an answer");
+    assert!(
+        status.contains(" 400") || status.contains(" 409") || status.contains(" 412"),
+        "Finder short body answered {status}"
+    );
+    assert_no_trace(&server, "X-Expected-Entity-Length short").await;
+
+    for path in ["/short.bin", "/finder.bin"] {
+        assert_eq!(get(&server, path).await.0, 404, "{path}");
+    }
+    assert!(root_files(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_short_body_or_disconnect_never_changes_an_existing_file() {
+    let server = TestServer::start().await;
+    let old = content(3 * MIB, 3);
+    assert_eq!(put(&server, "/keep.bin", old.clone()).await, 201);
+    let before = root_files(&server).await;
+    server.emulator.reset_stats();
+
+    // Content-Length short, half-close.
+    raw_put(
+        &server,
+        "/keep.bin",
+        "Content-Length: 1000\r\n",
+        &content(500, 4),
+        End::HalfClose,
+    )
+    .await;
+    assert_no_trace(&server, "short overwrite").await;
+
+    // Finder-style short overwrite.
+    let mut chunked = format!("{:x}\r\n", 700).into_bytes();
+    chunked.extend_from_slice(&content(700, 5));
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    raw_put(
+        &server,
+        "/keep.bin",
+        "Transfer-Encoding: chunked\r\nX-Expected-Entity-Length: 5000\r\n",
+        &chunked,
+        End::HalfClose,
+    )
+    .await;
+    assert_no_trace(&server, "Finder short overwrite").await;
+
+    // A client that disconnects mid-body (6 MiB announced, 3 MiB sent).
+    raw_put(
+        &server,
+        "/keep.bin",
+        &format!("Content-Length: {}\r\n", 6 * MIB),
+        &content(3 * MIB, 6),
+        End::Abort,
+    )
+    .await;
+    assert_no_trace(&server, "disconnected overwrite").await;
+
+    // A chunked body cut off mid-chunk.
+    let mut cut = format!("{:x}\r\n", 2 * MIB).into_bytes();
+    cut.extend_from_slice(&content(MIB, 7));
+    raw_put(
+        &server,
+        "/keep.bin",
+        "Transfer-Encoding: chunked\r\n",
+        &cut,
+        End::Abort,
+    )
+    .await;
+    assert_no_trace(&server, "chunked cut").await;
+
+    let after = root_files(&server).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].quickkey, before[0].quickkey);
+    assert_eq!(after[0].hash, sha256(&old));
+    let (_, got) = get(&server, "/keep.bin").await;
+    assert!(got == old, "the old content must survive");
+}
+
+#[tokio::test]
+async fn a_disconnect_mid_body_leaves_no_file_and_no_spool() {
+    let server = TestServer::start().await;
+    server.emulator.reset_stats();
+    raw_put(
+        &server,
+        "/gone.bin",
+        &format!("Content-Length: {}\r\n", 8 * MIB),
+        &content(3 * MIB, 8),
+        End::Abort,
+    )
+    .await;
+    assert_no_trace(&server, "disconnect").await;
+    assert_eq!(get(&server, "/gone.bin").await.0, 404);
+    let (status, _) = propfind(&server, "/gone.bin", "0").await;
+    assert_eq!(status, 404);
+    assert!(root_files(&server).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// full spool disk
+
+/// A 1 MiB tmpfs, unmounted on drop. Needs root (CI and this machine run
+/// as root); a failed mount fails the test.
+struct TinyDisk {
+    dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    fn mount() -> TinyDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "mounting a 1 MiB tmpfs for the full-disk test failed (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TinyDisk { dir }
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_spool_disk_is_507_and_the_spool_is_removed() {
+    let disk = TinyDisk::mount();
+    let spool = disk.dir.path().join("spool");
+    let server = TestServer::start_with(Options {
+        args: ServeArgs {
+            spool_dir: Some(spool.clone()),
+            ..ServeArgs::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    server.emulator.reset_stats();
+    // Raw, so the answer is read even though the server stops reading the body.
+    let status = raw_put(
+        &server,
+        "/toobig.bin",
+        &format!("Content-Length: {}\r\n", 3 * MIB),
+        &content(3 * MIB, 9),
+        End::HalfClose,
+    )
+    .await
+    .expect("an answer");
+    assert!(status.contains(" 507"), "full disk answered {status}");
+    let left = wait_empty(&spool).await;
+    assert!(left.is_empty(), "spool left on the full disk: {left:?}");
+    assert_eq!(server.api_calls("upload/check"), 0);
+    // The disk is usable again: a small file still goes through.
+    assert_eq!(put(&server, "/small.bin", content(1000, 10)).await, 201);
+    assert!(wait_empty(&spool).await.is_empty());
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------
+// progress log
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
+    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediafire-dav"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--cookie"])
+        .arg(EmulatorConfig::default().cookie)
+        .arg("--api-base")
+        .arg(emu.base_url())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--log", "info"])
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(strip_ansi(&line));
+        }
+    });
+    let mut seen = Vec::new();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the server logs its address")
+            .expect("the server runs");
+        seen.push(line.clone());
+        if let Some(i) = line.find("url=http://") {
+            break line[i + 4..].split_whitespace().next().unwrap().to_string();
+        }
+    };
+
+    // 10 MiB = 10 units of 1 MiB: one line per 10 %.
+    let body = content(10 * MIB, 99);
+    let resp = reqwest::Client::new()
+        .put(format!("{}big.bin", url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let mut progress = Vec::new();
+    let complete = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no completion line; log so far: {seen:#?}"))
+            .expect("the server runs");
+        seen.push(line.clone());
+        if line.contains("upload progress") {
+            progress.push(line);
+        } else if line.contains("upload complete") {
+            break line;
+        }
+    };
+    let _ = child.kill().await;
+
+    let percents: Vec<u64> = progress
+        .iter()
+        .map(|l| {
+            assert!(l.contains(" INFO "), "progress at info: {l}");
+            assert!(l.contains("mib_per_s="), "progress has throughput: {l}");
+            let p = l.split("percent=").nth(1).unwrap();
+            p.split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        percents,
+        (1..=10).map(|i| i * 10).collect::<Vec<_>>(),
+        "{progress:#?}"
+    );
+    assert!(complete.contains(" INFO "), "{complete}");
+    assert!(complete.contains("mib_per_s="), "{complete}");
+    assert!(complete.contains("big.bin"), "{complete}");
+    emu.shutdown().await;
+}
