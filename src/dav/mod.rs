@@ -11,7 +11,8 @@
 //!   207, because dav-server swallows `read_dir` errors and would report an
 //!   empty folder (the cache makes the second listing free);
 //! - turns the 500 dav-server makes of `FsError::GeneralFailure` into the
-//!   502/503 the error kind asks for (see `error.rs`).
+//!   502/503 the error kind asks for (see `error.rs`);
+//! - answers 400, not dav-server's 502, when the request body breaks off.
 //!
 //! Not here: authentication, `/healthz` and metrics (the server does them),
 //! and any knowledge of MediaFire's URLs or tokens (the `Remote` hides them).
@@ -30,7 +31,7 @@ mod props;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dav_server::body::Body;
@@ -38,7 +39,8 @@ use dav_server::davpath::DavPath;
 use dav_server::memls::MemLs;
 use dav_server::{DavHandler, DavMethod, DavMethodSet};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use tracing::{debug, warn};
+use http_body_util::BodyExt;
+use tracing::{debug, info, warn};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::remote::Remote;
@@ -169,6 +171,17 @@ impl MfDav {
             prefetch,
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
+        // dav-server answers 502 when the request body fails; that failure
+        // is the client's (gone, or fewer bytes than announced), not ours.
+        let broken = Arc::new(AtomicBool::new(false));
+        let seen = broken.clone();
+        let method = req.method().clone();
+        let req = req.map(move |body| {
+            body.map_err(move |e| {
+                seen.store(true, Ordering::Relaxed);
+                e
+            })
+        });
         let mut resp = self.handler.handle_with(config, req).await;
         if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
             && let Some(status) = failure.get()
@@ -178,6 +191,11 @@ impl MfDav {
                 resp.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
+        }
+        if broken.load(Ordering::Relaxed) && resp.status().is_server_error() {
+            info!(%method, "dav: request body broke off (client gone or body shorter than announced), nothing stored");
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+            resp.headers_mut().remove(http::header::RETRY_AFTER);
         }
         resp
     }

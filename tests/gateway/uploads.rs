@@ -728,7 +728,6 @@ async fn raw_put(
             let mut out = Vec::new();
             let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
             let text = String::from_utf8_lossy(&out).into_owned();
-            eprintln!("raw PUT {path}: {:?}", text.lines().next());
             text.lines().next().map(String::from)
         }
     }
@@ -786,6 +785,23 @@ async fn a_short_body_leaves_no_file_and_no_spool() {
         assert_eq!(get(&server, path).await.0, 404, "{path}");
     }
     assert!(root_files(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_client_is_answered_400_not_502() {
+    // The client's failure, not an upstream one: no 5xx in the request log.
+    let server = TestServer::start().await;
+    let status = raw_put(
+        &server,
+        "/cut.bin",
+        "Content-Length: 1000\r\n",
+        &content(500, 1),
+        End::HalfClose,
+    )
+    .await
+    .expect("an answer");
+    assert!(status.contains(" 400"), "answered {status}");
+    assert_no_trace(&server, "cut").await;
 }
 
 #[tokio::test]
