@@ -89,6 +89,38 @@ impl std::fmt::Debug for MfFile {
     }
 }
 
+/// Name prefix of spool files; nothing else in the spool directory is ours.
+const SPOOL_PREFIX: &str = "put-";
+
+/// Deletes the spool files a crashed or killed server left in `dir` (a
+/// dropped request deletes its own; a SIGKILL cannot). The spool directory
+/// belongs to one server; the shared system temp directory is left alone.
+/// Returns how many files were removed.
+pub(crate) fn remove_abandoned_spools(dir: &std::path::Path) -> usize {
+    if dir == std::env::temp_dir() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let (mut files, mut bytes) = (0, 0);
+    for entry in entries.flatten() {
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPOOL_PREFIX);
+        let Ok(meta) = entry.metadata() else { continue };
+        if ours && meta.is_file() && std::fs::remove_file(entry.path()).is_ok() {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    if files > 0 {
+        tracing::info!(dir = %dir.display(), files, bytes, "upload: removed spool files abandoned by an earlier run");
+    }
+    files
+}
+
 /// Whether an I/O error means the disk is full.
 fn is_disk_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
@@ -206,7 +238,7 @@ impl MfFile {
         }
         if w.spool.is_none() {
             let tmp = tempfile::Builder::new()
-                .prefix("put-")
+                .prefix(SPOOL_PREFIX)
                 .tempfile_in(&self.shared.config.spool_dir)
                 .map_err(|e| spool_error(&self.failure, e, &w.path))?;
             let (file, path) = tmp.into_parts();
@@ -382,6 +414,22 @@ impl DavFile for MfFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abandoned_spools_go_and_other_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("put-abc123"), b"half a body").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
+        std::fs::create_dir(dir.path().join("put-dir")).unwrap();
+        assert_eq!(remove_abandoned_spools(dir.path()), 1);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["notes.txt", "put-dir"]);
+        assert_eq!(remove_abandoned_spools(&dir.path().join("missing")), 0);
+    }
 
     #[test]
     fn full_disk_is_insufficient_storage_and_other_io_is_500() {

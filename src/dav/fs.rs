@@ -152,6 +152,7 @@ impl Shared {
     pub(crate) fn new(remote: Arc<dyn Remote>, config: DavConfig) -> Result<Shared> {
         std::fs::create_dir_all(&config.state_dir)?;
         std::fs::create_dir_all(&config.spool_dir)?;
+        super::file::remove_abandoned_spools(&config.spool_dir);
         Ok(Shared {
             cache: Cache::new(remote.clone(), config.cache_ttl),
             overlay: Overlay::open(&config.state_dir)?,

@@ -976,17 +976,24 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
-    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// The real binary, serving the emulator at `api_base` with `state`; its
+/// stderr lines (ANSI stripped) arrive on the receiver. Returns once it has
+/// logged its address.
+async fn spawn_binary(
+    api_base: &str,
+    state: &Path,
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediafire-dav"))
         .args(["serve", "--listen", "127.0.0.1:0", "--no-auth", "--cookie"])
         .arg(EmulatorConfig::default().cookie)
         .arg("--api-base")
-        .arg(emu.base_url())
+        .arg(api_base)
         .arg("--state-dir")
-        .arg(dir.path().join("state"))
+        .arg(state)
         .args(["--log", "info"])
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
@@ -1003,17 +1010,24 @@ async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
             let _ = tx.send(strip_ansi(&line));
         }
     });
-    let mut seen = Vec::new();
     let url = loop {
         let line = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
             .expect("the server logs its address")
             .expect("the server runs");
-        seen.push(line.clone());
         if let Some(i) = line.find("url=http://") {
             break line[i + 4..].split_whitespace().next().unwrap().to_string();
         }
     };
+    (child, url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
+    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, mut rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
+    let mut seen = Vec::new();
 
     // 10 MiB = 10 units of 1 MiB: one line per 10 %.
     let body = content(10 * MIB, 99);
@@ -1056,5 +1070,46 @@ async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
     assert!(complete.contains(" INFO "), "{complete}");
     assert!(complete.contains("mib_per_s="), "{complete}");
     assert!(complete.contains("big.bin"), "{complete}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_files_of_a_crashed_server_are_removed_at_start() {
+    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let spool = state.join("spool");
+    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+
+    // A PUT is half-way through its body when the server dies (SIGKILL).
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT /crash.bin HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        8 * MIB
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&content(3 * MIB, 5)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dir_entries(&spool).is_empty() {
+        assert!(Instant::now() < deadline, "the server never spooled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    drop(s);
+    let left = dir_entries(&spool);
+    assert_eq!(left.len(), 1, "the crash leaves its spool: {left:?}");
+    // Something in the spool directory that is not a spool file stays.
+    std::fs::write(spool.join("notes.txt"), b"not ours").unwrap();
+
+    let (mut child, _url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+    let left = dir_entries(&spool);
+    let _ = child.kill().await;
+    assert_eq!(
+        left,
+        vec!["notes.txt".to_string()],
+        "abandoned spool files stay"
+    );
     emu.shutdown().await;
 }
