@@ -75,6 +75,16 @@ pub struct Faults {
     /// uplink; makes parallel units overlap). Default 0.
     #[arg(long, default_value_t = 0)]
     pub unit_delay_ms: u64,
+
+    /// Make every upload that completes from now on fail with this poll `fileerror` (§4.7)
+    /// instead of creating its file; 0 = never. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub upload_fileerror: u32,
+
+    /// Answer every `upload/poll_upload` with this `doupload.result` (e.g. -80 "Upload Key not
+    /// found", -20 "Invalid Upload Key"); 0 = never. Default 0.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub poll_result: i64,
 }
 
 /// A transient failure decided for one call.

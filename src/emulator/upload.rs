@@ -604,6 +604,7 @@ fn set_phase(emu: &Arc<Emulator>, key: &str, phase: Phase) {
 /// Turns a verified upload into a file once its delay has passed (idempotent).
 fn finish_if_due(emu: &Emulator, key: &str) {
     let now = now_ms();
+    let forced = lock(&emu.faults).faults.upload_fileerror;
     let mut state = lock(&emu.state);
     let Some(s) = state.uploads.get(key).cloned() else {
         return;
@@ -614,7 +615,9 @@ fn finish_if_due(emu: &Emulator, key: &str) {
     if now < *ready_ms {
         return;
     }
-    let phase = if s.size == 0 {
+    let phase = if forced != 0 {
+        Phase::Failed { fileerror: forced }
+    } else if s.size == 0 {
         Phase::Failed { fileerror: 2 }
     } else if s.size > emu.config.max_upload_size {
         Phase::Failed { fileerror: 1 }
@@ -748,6 +751,13 @@ pub(crate) fn upload_poll_upload(emu: &Arc<Emulator>, p: &Params) -> Result<Fiel
         return Ok(fields(
             json!({"doupload": {"result": "-20", "description": "Invalid Upload Key"}}),
         ));
+    }
+    let forced = lock(&emu.faults).faults.poll_result;
+    if forced != 0 {
+        return Ok(fields(json!({"doupload": {
+            "result": forced.to_string(),
+            "description": "Injected poll result",
+        }})));
     }
     finish_if_due(emu, key);
     let state = lock(&emu.state);
