@@ -1113,3 +1113,62 @@ async fn spool_files_of_a_crashed_server_are_removed_at_start() {
     );
     emu.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// every fileerror and doupload.result, as a WebDAV status
+
+/// PUTs a 5 KiB file, new and as an overwrite, with the emulator failing
+/// every upload with `faults`; returns both statuses and the files after.
+async fn failed_put_statuses(faults: Faults) -> ((u16, u16), Vec<Listed>) {
+    let server = TestServer::start().await;
+    assert_eq!(put(&server, "/old.bin", content(5000, 1)).await, 201);
+    server.emulator.set_faults(faults);
+    let new = put(&server, "/new.bin", content(5000, 2)).await;
+    let over = put(&server, "/old.bin", content(5000, 3)).await;
+    assert!(wait_empty(&spool_dir(&server)).await.is_empty());
+    ((new, over), root_files(&server).await)
+}
+
+#[tokio::test]
+async fn every_fileerror_has_a_clear_status() {
+    // (fileerror, expected status): the file is too big or the account full
+    // → 507; a virus → 403; the name clash MediaFire insists on → 409; a
+    // vanished destination folder → 409; the account blocked → 503; every
+    // other refusal or internal failure of MediaFire → 502.
+    let table: &[(u32, u16)] = &[
+        (1, 507),
+        (2, 502),
+        (3, 502),
+        (4, 502),
+        (5, 403),
+        (6, 502),
+        (7, 502),
+        (8, 502),
+        (9, 502),
+        (10, 502),
+        (12, 502),
+        (13, 409),
+        (14, 409),
+        (15, 507),
+        (16, 502),
+        (17, 502),
+        (18, 503),
+        (19, 502),
+        (99, 502),
+    ];
+    let mut got = Vec::new();
+    for &(fileerror, _) in table {
+        let (statuses, listed) = failed_put_statuses(Faults {
+            upload_fileerror: fileerror,
+            ..Faults::default()
+        })
+        .await;
+        // Nothing appeared, nothing changed.
+        assert_eq!(listed.len(), 1, "fileerror {fileerror}: {listed:?}");
+        assert_eq!(listed[0].hash, sha256(&content(5000, 1)));
+        got.push((fileerror, statuses));
+    }
+    for (&(fileerror, want), (_, statuses)) in table.iter().zip(&got) {
+        assert_eq!(*statuses, (want, want), "fileerror {fileerror}: {got:?}");
+    }
+}
