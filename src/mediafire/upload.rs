@@ -484,8 +484,11 @@ impl Client {
         let mut delay = POLL_FIRST_DELAY;
         loop {
             let st = self.upload_poll_upload(key).await?;
-            if poll_outcome(&st).map_err(|e| e.with_context("name", &req.name))? {
-                return Ok(poll_file_info(st, req));
+            match poll_outcome(&st) {
+                Ok(true) => return Ok(poll_file_info(st, req)),
+                Ok(false) => {}
+                Err(e) if st.result < 0 => return self.landed_anyway(req, e).await,
+                Err(e) => return Err(e.with_context("name", &req.name)),
             }
             debug!(name = %req.name, status = st.status, description = %st.description, "upload not verified yet");
             if Instant::now() + delay > deadline {
@@ -500,6 +503,37 @@ impl Client {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(POLL_MAX_DELAY);
+        }
+    }
+
+    /// The poll refused the upload key (negative `doupload.result`), yet
+    /// every unit was delivered and MediaFire may have made the file all
+    /// the same: if `upload/check` now shows this name with this content
+    /// (in the file being replaced, if any), that is the result; otherwise
+    /// `refused` is.
+    async fn landed_anyway(&self, req: &UploadRequest, refused: Error) -> Result<FileInfo> {
+        let refused = refused.with_context("name", &req.name);
+        let check = self
+            .upload_check(
+                &req.folder_key,
+                &req.name,
+                req.source.size,
+                &req.source.sha256,
+            )
+            .await;
+        let qk = match check {
+            Ok(c) => same_file_present(&c),
+            Err(e) => {
+                debug!(name = %req.name, error = %e, "re-check after a refused poll failed");
+                None
+            }
+        };
+        match qk {
+            Some(qk) if req.replace.as_deref().is_none_or(|r| r == qk) => {
+                warn!(name = %req.name, quickkey = %qk, error = %refused, "poll refused the upload key, but the file is complete");
+                Ok(file_info(self.file_get_info(&qk).await?, req))
+            }
+            _ => Err(refused),
         }
     }
 
@@ -799,6 +833,6 @@ mod tests {
             result: -80,
             ..Default::default()
         };
-        assert_eq!(poll_outcome(&st).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(poll_outcome(&st).unwrap_err().kind(), ErrorKind::Transient);
     }
 }

@@ -1172,3 +1172,35 @@ async fn every_fileerror_has_a_clear_status() {
         assert_eq!(*statuses, (want, want), "fileerror {fileerror}: {got:?}");
     }
 }
+
+#[tokio::test]
+async fn a_refused_upload_key_is_success_if_the_file_landed_else_502() {
+    // A negative doupload.result after the last unit: MediaFire made the
+    // file anyway (the emulator does), so the re-check finds it and the PUT
+    // succeeds: 201 new, 204 overwritten.
+    for result in [-20i64, -80, -1] {
+        let (statuses, listed) = failed_put_statuses(Faults {
+            poll_result: result,
+            ..Faults::default()
+        })
+        .await;
+        assert_eq!(statuses, (201, 204), "poll result {result}");
+        let hashes: Vec<&str> = listed.iter().map(|f| f.hash.as_str()).collect();
+        assert_eq!(
+            hashes,
+            [sha256(&content(5000, 2)), sha256(&content(5000, 3))],
+            "poll result {result}: new.bin and old.bin hold what was PUT"
+        );
+    }
+    // A refused key and no file: the upload failed, a clear 502 (never the
+    // 404 or 405 a "not found" upload key used to become).
+    let (refused, listed) = failed_put_statuses(Faults {
+        poll_result: -80,
+        upload_fileerror: 6,
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!(refused, (502, 502), "refused key, no file");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].hash, sha256(&content(5000, 1)));
+}
