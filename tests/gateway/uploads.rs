@@ -253,7 +253,16 @@ async fn instant_upload_of_known_content_moves_no_unit_bytes() {
         assert_eq!(status, 200);
         assert!(got == body, "{path} has other bytes");
     }
+    // The same content to the same path again: nothing to send at all.
+    server.emulator.reset_stats();
+    assert_eq!(put(&server, "/second.bin", body.clone()).await, 204);
+    let stats = server.emulator.stats();
+    assert_eq!(stats["upload_unit_bytes"], 0, "{stats}");
+    assert_eq!(server.api_calls("upload/instant"), 0, "{stats}");
+    assert_eq!(server.api_calls("upload/resumable"), 0, "{stats}");
+
     let listed = root_files(&server).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
     let first = listed.iter().find(|f| f.name == "first.bin").unwrap();
     let second = listed.iter().find(|f| f.name == "second.bin").unwrap();
     assert_ne!(first.quickkey, second.quickkey, "two files, two keys");
@@ -691,6 +700,8 @@ enum End {
     HalfClose,
     /// Drop the connection without a word.
     Abort,
+    /// Keep the connection open and read the status line.
+    Answer,
 }
 
 /// A PUT written by hand: `headers` (CRLF-terminated lines), then `body`,
@@ -722,6 +733,21 @@ async fn raw_put(
             }
             drop(s);
             None
+        }
+        End::Answer => {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 1024];
+            let read = async {
+                while !out.windows(2).any(|w| w == b"\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => out.extend_from_slice(&buf[..n]),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(30), read).await;
+            let text = String::from_utf8_lossy(&out).into_owned();
+            text.lines().next().map(String::from)
         }
         End::HalfClose => {
             let _ = s.shutdown().await;
@@ -785,6 +811,36 @@ async fn a_short_body_leaves_no_file_and_no_spool() {
         assert_eq!(get(&server, path).await.0, 404, "{path}");
     }
     assert!(root_files(&server).await.is_empty());
+
+    // Controls: the same raw requests with the whole body are stored.
+    let status = raw_put(
+        &server,
+        "/whole.bin",
+        "Content-Length: 1000\r\n",
+        &content(1000, 1),
+        End::Answer,
+    )
+    .await
+    .expect("an answer");
+    assert!(status.contains(" 201"), "whole body answered {status}");
+    let mut chunked = format!("{:x}\r\n", 1000).into_bytes();
+    chunked.extend_from_slice(&content(1000, 2));
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let status = raw_put(
+        &server,
+        "/finder-whole.bin",
+        "Transfer-Encoding: chunked\r\nX-Expected-Entity-Length: 1000\r\n",
+        &chunked,
+        End::Answer,
+    )
+    .await
+    .expect("an answer");
+    assert!(
+        status.contains(" 201"),
+        "Finder whole body answered {status}"
+    );
+    assert_eq!(get(&server, "/finder-whole.bin").await.1, content(1000, 2));
+    assert_eq!(root_files(&server).await.len(), 2);
 }
 
 #[tokio::test]
