@@ -1260,3 +1260,73 @@ async fn a_refused_upload_key_is_success_if_the_file_landed_else_502() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].hash, sha256(&content(5000, 1)));
 }
+
+// ---------------------------------------------------------------------------
+// memory
+
+/// Peak resident memory (`VmHWM`) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_bounded_by_buffers_not_by_the_file_size() {
+    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
+    let pid = child.id().unwrap();
+    let http = reqwest::Client::new();
+    // Warm up every code path with a small multi-unit file first.
+    let small = content(5 * MIB, 1);
+    let resp = http
+        .put(format!("{url}warm.bin"))
+        .body(small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let before = peak_rss(pid);
+
+    // 32 MiB: 16 units of 2 MiB, 3 in flight.
+    let size = 32 * MIB;
+    let body = content(size, 2);
+    let resp = http
+        .put(format!("{url}big.bin"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let after = peak_rss(pid);
+    let _ = child.kill().await;
+    assert_eq!(
+        emu.stats()["upload_unit_bytes"].as_u64().unwrap(),
+        (5 * MIB + size) as u64
+    );
+    let growth = after.saturating_sub(before);
+    eprintln!(
+        "memory: peak RSS {} MiB before, {} MiB after a {} MiB upload (+{} MiB)",
+        before >> 20,
+        after >> 20,
+        size >> 20,
+        growth >> 20
+    );
+    // Units in flight, each read once and perhaps copied once, plus slack;
+    // holding the body would cost the whole 32 MiB.
+    let bound = (3 * 2 * 2 * MIB + 4 * MIB) as u64;
+    assert!(
+        growth < bound,
+        "peak RSS grew by {growth} bytes for a {size}-byte upload (bound {bound})"
+    );
+    emu.shutdown().await;
+}
