@@ -1330,3 +1330,154 @@ async fn memory_is_bounded_by_buffers_not_by_the_file_size() {
     );
     emu.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// log lines and a crash in the middle of the units
+
+/// Collects the stderr lines that arrive within `wait`.
+async fn drain(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    wait: Duration,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(wait, rx.recv()).await {
+        out.push(line);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failed_upload_logs_one_warning_with_its_code_and_name() {
+    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, mut rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
+    let http = reqwest::Client::new();
+    // (fault, status, what the warning must say)
+    let cases: Vec<(Faults, u16, &str)> = vec![
+        (
+            Faults {
+                upload_fileerror: 15,
+                ..Faults::default()
+            },
+            507,
+            "fileerror=15",
+        ),
+        (
+            Faults {
+                upload_fileerror: 5,
+                ..Faults::default()
+            },
+            403,
+            "virus",
+        ),
+        (
+            Faults {
+                upload_fileerror: 7,
+                ..Faults::default()
+            },
+            502,
+            "hash or size mismatch",
+        ),
+        (
+            Faults {
+                poll_result: -80,
+                upload_fileerror: 6,
+                ..Faults::default()
+            },
+            502,
+            "upload key not found",
+        ),
+    ];
+    for (i, (faults, status, says)) in cases.into_iter().enumerate() {
+        emu.set_faults(faults);
+        let name = format!("f{i}.bin");
+        let resp = http
+            .put(format!("{url}{name}"))
+            .body(content(3000, i as u64))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{name}");
+        let lines = drain(&mut rx, Duration::from_millis(300)).await;
+        let warnings: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains(" WARN ") && l.contains(says))
+            .collect();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "{name}: one warning saying {says:?}: {lines:#?}"
+        );
+        assert!(warnings[0].contains(&format!("name={name}")), "{lines:#?}");
+    }
+    let _ = child.kill().await;
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_units_resumes_after_restart() {
+    let emu = emulator::start(EmulatorConfig {
+        faults: Faults {
+            unit_delay_ms: 100,
+            ..Faults::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+    let body = content(10 * MIB, 77);
+    let total = body.len() as u64;
+    let req = reqwest::Client::new()
+        .put(format!("{url}crash.bin"))
+        .body(body.clone());
+    let put = tokio::spawn(async move { req.send().await.map(|r| r.status()) });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emu.stats()["upload_unit_bytes"].as_u64().unwrap() < 3 * MIB as u64 {
+        assert!(Instant::now() < deadline, "units never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    assert!(
+        put.await.unwrap().is_err(),
+        "the client sees the server die"
+    );
+    // Let the emulator finish the unit requests the dead server left open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = emu.stats()["upload_unit_bytes"].as_u64().unwrap();
+    assert!(first < total);
+
+    emu.set_faults(Faults::default());
+    emu.reset_stats();
+    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+    let resp = reqwest::Client::new()
+        .put(format!("{url}crash.bin"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let second = emu.stats()["upload_unit_bytes"].as_u64().unwrap();
+    let missing_units = (total - first).div_ceil(MIB as u64);
+    eprintln!(
+        "crash: {first} bytes stored before the kill, {second} sent after ({missing_units} units missing)"
+    );
+    assert!(
+        second <= (missing_units + 1) * MIB as u64,
+        "resent {second} bytes, {missing_units} units were missing"
+    );
+    let got = reqwest::Client::new()
+        .get(format!("{url}crash.bin"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got == body, "the resumed file differs");
+    let _ = child.kill().await;
+    emu.shutdown().await;
+}
