@@ -456,8 +456,12 @@ impl Client {
         Ok(r)
     }
 
-    /// Logs progress at every 10 %.
+    /// Logs progress at every 10 % of a multi-unit upload (a file sent as
+    /// one unit has only its completion line).
     fn report_progress(&self, job: &Job<'_>, len: u64) {
+        if len >= job.req.source.size {
+            return;
+        }
         let size = job.req.source.size.max(1);
         let sent = job.sent.fetch_add(len, Ordering::Relaxed) + len;
         let pct = sent.saturating_mul(100) / size;

@@ -1085,6 +1085,29 @@ async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
     let (mut child, url, mut rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
     let mut seen = Vec::new();
 
+    // A small file (one unit): its completion line, no progress lines.
+    let resp = reqwest::Client::new()
+        .put(format!("{url}small.bin"))
+        .body(content(3000, 98))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a completion line for small.bin")
+            .expect("the server runs");
+        assert!(
+            !line.contains("upload progress"),
+            "a one-unit upload logs no progress: {line}"
+        );
+        seen.push(line.clone());
+        if line.contains("upload complete") {
+            break;
+        }
+    }
+
     // 10 MiB = 10 units of 1 MiB: one line per 10 %.
     let body = content(10 * MIB, 99);
     let resp = reqwest::Client::new()
