@@ -184,6 +184,11 @@ pub struct EmulatorConfig {
     #[arg(long, default_value_t = 21_474_836_480)]
     pub max_upload_size: u64,
 
+    /// Resumable unit size in bytes for every upload, instead of the official table (§4.4);
+    /// clients must follow what `upload/check` says. Default: the table.
+    #[arg(long)]
+    pub unit_size: Option<u64>,
+
     /// Seed for the random generator (keys, tokens, fault decisions); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -214,6 +219,7 @@ impl Default for EmulatorConfig {
             error_status: 400,
             storage_limit: 10_737_418_240,
             max_upload_size: 21_474_836_480,
+            unit_size: None,
             seed: None,
             faults: Faults::default(),
         }

@@ -163,7 +163,9 @@ fn destination(emu: &Emulator, p: &Params) -> Result<String, ApiError> {
 }
 
 /// Finds the open session for this file or opens one.
+#[allow(clippy::too_many_arguments)]
 fn session_for(
+    emu: &Emulator,
     state: &mut State,
     folder: &str,
     filename: &str,
@@ -187,7 +189,11 @@ fn session_for(
             break k;
         }
     };
-    let unit_size = unit_size_for(size);
+    let unit_size = emu
+        .config
+        .unit_size
+        .filter(|u| *u > 0)
+        .unwrap_or_else(|| unit_size_for(size));
     state.uploads.insert(
         key.clone(),
         UploadSession {
@@ -279,7 +285,9 @@ pub(crate) fn upload_check(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Ap
     }
     if let (true, Some(hash), Some(size)) = (resumable, hash, size) {
         let target = p.get("quick_key").map(String::from);
-        let key = session_for(&mut state, &folder, &filename, &hash, size, action, target);
+        let key = session_for(
+            emu, &mut state, &folder, &filename, &hash, size, action, target,
+        );
         out["resumable_upload"] = state.uploads[&key].resumable_json();
     }
     drop(state);
@@ -471,6 +479,7 @@ where
         let mut state = lock(&emu.state);
         let target = p.get("quick_key").map(String::from);
         let key = session_for(
+            emu,
             &mut state,
             &folder,
             &uh.filename,
