@@ -17,6 +17,9 @@ use crate::util::{Options, PASS, TestServer, USER, hrefs, propfind};
 
 const MIB: usize = 1 << 20;
 
+/// The unit size of [`small_units`]: many units in a small (fast) file.
+const UNIT: usize = 64 * 1024;
+
 /// Deterministic, incompressible-looking bytes; different seeds give
 /// different content in every unit.
 fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -173,6 +176,19 @@ fn with_faults(faults: Faults) -> Options {
     }
 }
 
+/// An emulator with 64 KiB units (set with `--unit-size`; the client must
+/// follow what `upload/check` says) and `faults`.
+fn small_units(faults: Faults) -> Options {
+    Options {
+        emulator: Some(EmulatorConfig {
+            unit_size: Some(UNIT as u64),
+            faults,
+            ..EmulatorConfig::default()
+        }),
+        ..Options::default()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // sizes
 
@@ -308,14 +324,14 @@ async fn overwrite_with_known_content_is_instant_and_keeps_the_key() {
 #[tokio::test]
 async fn a_transient_unit_failure_resends_that_unit_only() {
     for mode in [FailMode::Error100, FailMode::Drop, FailMode::Html403] {
-        // The 3rd unit request fails once; 6 MiB = 6 units of 1 MiB.
-        let server = TestServer::start_with(with_faults(Faults {
+        // The 3rd of 6 unit requests fails once.
+        let server = TestServer::start_with(small_units(Faults {
             fail_upload_unit: 3,
             fail_mode: mode,
             ..Faults::default()
         }))
         .await;
-        let body = content(6 * MIB, 21);
+        let body = content(6 * UNIT, 21);
         assert_eq!(
             put(&server, "/flaky.bin", body.clone()).await,
             201,
@@ -346,10 +362,10 @@ async fn units_in_flight_never_exceed_the_configured_parallelism() {
         unit_delay_ms: 150,
         ..Faults::default()
     };
-    let body = content(6 * MIB, 31);
+    let body = content(6 * UNIT, 31);
     // (upload_parallelism, None = the default of 3)
     for parallel in [Some(1usize), None] {
-        let mut options = with_faults(slow.clone());
+        let mut options = small_units(slow.clone());
         options.args.upload_parallelism = parallel;
         let server = TestServer::start_with(options).await;
         assert_eq!(put(&server, "/par.bin", body.clone()).await, 201);
@@ -376,14 +392,14 @@ async fn unit_requests_obey_the_global_rate_limit() {
     // The emulator refuses more than 5 calls in a second (error 163); the
     // server is told 4 per second with no burst. If unit POSTs bypassed the
     // limiter, three parallel units would trip the emulator at once.
-    let mut options = with_faults(Faults {
+    let mut options = small_units(Faults {
         rate_limit_per_sec: 5,
         ..Faults::default()
     });
     options.args.calls_per_second = Some(4.0);
     options.args.burst = Some(1);
     let server = TestServer::start_with(options).await;
-    let body = content(6 * MIB, 41);
+    let body = content(6 * UNIT, 41);
     assert_eq!(put(&server, "/limited.bin", body.clone()).await, 201);
     let stats = server.emulator.stats();
     assert_eq!(server.api_calls("upload/resumable"), 6, "{stats}");
@@ -398,13 +414,13 @@ async fn unit_requests_obey_the_global_rate_limit() {
 
 #[tokio::test]
 async fn resume_after_a_failed_middle_unit_sends_only_the_missing_units() {
-    // Unit 4 of 8 (1 MiB each) keeps failing: the PUT must fail with a 5xx.
-    let server = TestServer::start_with(with_faults(Faults {
+    // Unit 4 of 8 keeps failing: the PUT must fail with a 5xx.
+    let server = TestServer::start_with(small_units(Faults {
         fail_unit_id: Some(4),
         ..Faults::default()
     }))
     .await;
-    let body = content(8 * MIB, 51);
+    let body = content(8 * UNIT, 51);
     let status = put(&server, "/resume.bin", body.clone()).await;
     assert_eq!(status, 502, "a unit that keeps failing is a bad gateway");
     let first = unit_bytes(&server);
@@ -426,9 +442,9 @@ async fn resume_after_a_failed_middle_unit_sends_only_the_missing_units() {
     server.emulator.reset_stats();
     assert_eq!(put(&server, "/resume.bin", body.clone()).await, 201);
     let second = unit_bytes(&server);
-    let missing_units = (body.len() as u64 - first).div_ceil(MIB as u64);
+    let missing_units = (body.len() as u64 - first).div_ceil(UNIT as u64);
     assert!(
-        second <= (missing_units + 1) * MIB as u64,
+        second <= (missing_units + 1) * UNIT as u64,
         "resent {second} bytes, {missing_units} units were missing"
     );
     assert!(first + second >= body.len() as u64);
@@ -449,27 +465,26 @@ async fn resume_after_a_failed_middle_unit_sends_only_the_missing_units() {
 }
 
 #[tokio::test]
-async fn resume_after_dropped_connections_on_a_unit() {
-    // Same as above, but the failing unit's connection is cut each time.
-    let server = TestServer::start_with(with_faults(Faults {
-        fail_unit_id: Some(2),
+async fn resume_after_dropped_connections_on_a_unit_past_the_first_bitmap_word() {
+    // Same as above, but the failing unit's connection is cut each time, and
+    // 64 KiB units. 18 units: unit 16 is bit 0 of the
+    // second bitmap word, unit 17 (one byte) bit 1.
+    let server = TestServer::start_with(small_units(Faults {
+        fail_unit_id: Some(16),
         fail_mode: FailMode::Drop,
         ..Faults::default()
     }))
     .await;
-    let body = content(5 * MIB + 7, 52);
+    let body = content(17 * UNIT + 1, 52);
     let status = put(&server, "/drop.bin", body.clone()).await;
     assert!((500..600).contains(&status), "answered {status}");
     let first = unit_bytes(&server);
+    assert_eq!(first, (16 * UNIT + 1) as u64, "all units but unit 16");
     server.emulator.set_faults(Faults::default());
     server.emulator.reset_stats();
     assert_eq!(put(&server, "/drop.bin", body.clone()).await, 201);
-    let second = unit_bytes(&server);
-    let missing_units = (body.len() as u64 - first).div_ceil(MIB as u64);
-    assert!(
-        second <= (missing_units + 1) * MIB as u64,
-        "resent {second}, missing {missing_units} units"
-    );
+    assert_eq!(unit_bytes(&server), UNIT as u64, "only unit 16 again");
+    assert_eq!(server.api_calls("upload/resumable"), 1);
     let (_, got) = get(&server, "/drop.bin").await;
     assert!(got == body);
 }
@@ -539,7 +554,8 @@ async fn storage_limit_reached_during_verification_is_507() {
     // poll fileerror 15: the account fills up between check and assembly.
     let server = TestServer::start_with(Options {
         emulator: Some(EmulatorConfig {
-            storage_limit: 8 * MIB as u64,
+            storage_limit: 8 * UNIT as u64,
+            unit_size: Some(UNIT as u64),
             faults: Faults {
                 poll_delay_ms: 1500,
                 ..Faults::default()
@@ -549,7 +565,7 @@ async fn storage_limit_reached_during_verification_is_507() {
         ..Options::default()
     })
     .await;
-    let body = content(5 * MIB, 72);
+    let body = content(5 * UNIT, 72);
     let size = body.len() as u64;
     let task = {
         let req = server.req("PUT", "/late.bin").body(body);
@@ -558,7 +574,7 @@ async fn storage_limit_reached_during_verification_is_507() {
     wait_unit_bytes(&server, size).await;
     server
         .emulator
-        .seed_file("/grew.bin", &content(4 * MIB, 73));
+        .seed_file("/grew.bin", &content(4 * UNIT, 73));
     assert_eq!(task.await.unwrap(), 507);
     assert!(
         !root_files(&server)
@@ -593,9 +609,9 @@ async fn a_file_over_the_size_limit_is_507() {
 
 #[tokio::test]
 async fn overwrite_keeps_the_key_and_the_old_content_until_the_new_is_complete() {
-    let server = TestServer::start().await;
-    let old = content(2 * MIB + 5, 81);
-    let new = content(5 * MIB + 9, 82);
+    let server = TestServer::start_with(small_units(Faults::default())).await;
+    let old = content(2 * UNIT + 5, 81);
+    let new = content(5 * UNIT + 9, 82);
     assert_eq!(put(&server, "/doc.bin", old.clone()).await, 201);
     let key = root_files(&server)
         .await
@@ -606,9 +622,9 @@ async fn overwrite_keeps_the_key_and_the_old_content_until_the_new_is_complete()
     let (_, got) = get(&server, "/doc.bin").await;
     assert!(got == old);
 
-    // MediaFire takes 3 s to verify the new content.
+    // MediaFire takes 2 s to verify the new content.
     server.emulator.set_faults(Faults {
-        poll_delay_ms: 3000,
+        poll_delay_ms: 2000,
         ..Faults::default()
     });
     server.emulator.reset_stats();
@@ -646,9 +662,10 @@ async fn overwrite_keeps_the_key_and_the_old_content_until_the_new_is_complete()
 
 #[tokio::test]
 async fn concurrent_puts_to_one_path_leave_exactly_one_file() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(small_units(Faults::default())).await;
+    // Five different contents of 5 units each (the last one short).
     let bodies: Vec<Vec<u8>> = (0..5)
-        .map(|i| content(MIB + 1000 * i, 90 + i as u64))
+        .map(|i| content(4 * UNIT + 1000 * (i + 1), 90 + i as u64))
         .collect();
     let mut tasks = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
@@ -1080,7 +1097,12 @@ async fn spawn_binary(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
-    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let emu = emulator::start(EmulatorConfig {
+        unit_size: Some(UNIT as u64),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, mut rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
     let mut seen = Vec::new();
@@ -1108,8 +1130,8 @@ async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
         }
     }
 
-    // 10 MiB = 10 units of 1 MiB: one line per 10 %.
-    let body = content(10 * MIB, 99);
+    // 10 units: one line per 10 %.
+    let body = content(10 * UNIT, 99);
     let resp = reqwest::Client::new()
         .put(format!("{}big.bin", url))
         .body(body)
@@ -1440,6 +1462,7 @@ async fn each_failed_upload_logs_one_warning_with_its_code_and_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_units_resumes_after_restart() {
     let emu = emulator::start(EmulatorConfig {
+        unit_size: Some(UNIT as u64),
         faults: Faults {
             unit_delay_ms: 100,
             ..Faults::default()
@@ -1451,14 +1474,14 @@ async fn a_server_killed_mid_units_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state).await;
-    let body = content(10 * MIB, 77);
+    let body = content(10 * UNIT, 77);
     let total = body.len() as u64;
     let req = reqwest::Client::new()
         .put(format!("{url}crash.bin"))
         .body(body.clone());
     let put = tokio::spawn(async move { req.send().await.map(|r| r.status()) });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while emu.stats()["upload_unit_bytes"].as_u64().unwrap() < 3 * MIB as u64 {
+    while emu.stats()["upload_unit_bytes"].as_u64().unwrap() < 3 * UNIT as u64 {
         assert!(Instant::now() < deadline, "units never arrived");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -1484,12 +1507,12 @@ async fn a_server_killed_mid_units_resumes_after_restart() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     let second = emu.stats()["upload_unit_bytes"].as_u64().unwrap();
-    let missing_units = (total - first).div_ceil(MIB as u64);
+    let missing_units = (total - first).div_ceil(UNIT as u64);
     eprintln!(
         "crash: {first} bytes stored before the kill, {second} sent after ({missing_units} units missing)"
     );
     assert!(
-        second <= (missing_units + 1) * MIB as u64,
+        second <= (missing_units + 1) * UNIT as u64,
         "resent {second} bytes, {missing_units} units were missing"
     );
     let got = reqwest::Client::new()
