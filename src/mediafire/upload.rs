@@ -631,10 +631,14 @@ fn check_request(req: &UploadRequest) -> Result<()> {
     Ok(())
 }
 
-/// Refuses early when `upload/check` says the account is full.
+/// Refuses early when `upload/check` says the account is full. A replace
+/// frees the old content, which `available_space` does not count, so only
+/// MediaFire can tell whether it fits (poll `fileerror` 15 if not).
 fn check_space(req: &UploadRequest, c: &UploadCheckResponse) -> Result<()> {
-    let full = c.storage_limit_exceeded
-        || (!c.hash_exists && c.available_space.is_some_and(|a| a < req.source.size));
+    let too_big = !c.hash_exists
+        && req.replace.is_none()
+        && c.available_space.is_some_and(|a| a < req.source.size);
+    let full = c.storage_limit_exceeded || too_big;
     if full {
         return Err(
             Error::new(ErrorKind::QuotaExceeded, "not enough storage space left")

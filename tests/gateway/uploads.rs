@@ -1527,3 +1527,26 @@ async fn a_server_killed_mid_units_resumes_after_restart() {
     let _ = child.kill().await;
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_overwrite_that_fits_once_the_old_content_goes_is_not_refused() {
+    // 10 units of space; a 6-unit file is replaced by a 7-unit one: only 4
+    // units are free, but the old 6 go with the replacement.
+    let mut options = small_units(Faults::default());
+    if let Some(e) = options.emulator.as_mut() {
+        e.storage_limit = 10 * UNIT as u64;
+    }
+    let server = TestServer::start_with(options).await;
+    assert_eq!(put(&server, "/a.bin", content(6 * UNIT, 1)).await, 201);
+    let new = content(7 * UNIT, 2);
+    assert_eq!(put(&server, "/a.bin", new.clone()).await, 204);
+    assert_eq!(get(&server, "/a.bin").await.1, new);
+    // An overwrite that does not fit even so: MediaFire says so (fileerror
+    // 15) and the old content stays.
+    assert_eq!(put(&server, "/a.bin", content(12 * UNIT, 4)).await, 507);
+    assert_eq!(get(&server, "/a.bin").await.1, new);
+    // A new file of that size does not fit, and is refused before sending.
+    server.emulator.reset_stats();
+    assert_eq!(put(&server, "/b.bin", content(7 * UNIT, 3)).await, 507);
+    assert_eq!(unit_bytes(&server), 0);
+}
