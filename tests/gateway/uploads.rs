@@ -1055,6 +1055,7 @@ fn strip_ansi(s: &str) -> String {
 async fn spawn_binary(
     api_base: &str,
     state: &Path,
+    log: &str,
 ) -> (
     tokio::process::Child,
     String,
@@ -1067,7 +1068,7 @@ async fn spawn_binary(
         .arg(api_base)
         .arg("--state-dir")
         .arg(state)
-        .args(["--log", "info"])
+        .args(["--log", log])
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
@@ -1104,7 +1105,8 @@ async fn long_uploads_log_progress_every_ten_percent_with_throughput() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, mut rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
+    let (mut child, url, mut rx) =
+        spawn_binary(&emu.base_url(), &dir.path().join("state"), "info").await;
     let mut seen = Vec::new();
 
     // A small file (one unit): its completion line, no progress lines.
@@ -1180,7 +1182,7 @@ async fn spool_files_of_a_crashed_server_are_removed_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let spool = state.join("spool");
-    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state, "info").await;
 
     // A PUT is half-way through its body when the server dies (SIGKILL).
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
@@ -1204,7 +1206,7 @@ async fn spool_files_of_a_crashed_server_are_removed_at_start() {
     // Something in the spool directory that is not a spool file stays.
     std::fs::write(spool.join("notes.txt"), b"not ours").unwrap();
 
-    let (mut child, _url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+    let (mut child, _url, _rx) = spawn_binary(&emu.base_url(), &state, "info").await;
     let left = dir_entries(&spool);
     let _ = child.kill().await;
     assert_eq!(
@@ -1328,7 +1330,8 @@ fn peak_rss(pid: u32) -> u64 {
 async fn memory_is_bounded_by_buffers_not_by_the_file_size() {
     let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
+    let (mut child, url, _rx) =
+        spawn_binary(&emu.base_url(), &dir.path().join("state"), "info").await;
     let pid = child.id().unwrap();
     let http = reqwest::Client::new();
     // Warm up every code path with a small multi-unit file first.
@@ -1395,7 +1398,8 @@ async fn drain(
 async fn each_failed_upload_logs_one_warning_with_its_code_and_name() {
     let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, mut rx) = spawn_binary(&emu.base_url(), &dir.path().join("state")).await;
+    let (mut child, url, mut rx) =
+        spawn_binary(&emu.base_url(), &dir.path().join("state"), "info").await;
     let http = reqwest::Client::new();
     // (fault, status, what the warning must say)
     let cases: Vec<(Faults, u16, &str)> = vec![
@@ -1473,7 +1477,7 @@ async fn a_server_killed_mid_units_resumes_after_restart() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state, "info").await;
     let body = content(10 * UNIT, 77);
     let total = body.len() as u64;
     let req = reqwest::Client::new()
@@ -1498,7 +1502,7 @@ async fn a_server_killed_mid_units_resumes_after_restart() {
 
     emu.set_faults(Faults::default());
     emu.reset_stats();
-    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state).await;
+    let (mut child, url, _rx) = spawn_binary(&emu.base_url(), &state, "info").await;
     let resp = reqwest::Client::new()
         .put(format!("{url}crash.bin"))
         .body(body.clone())
@@ -1549,4 +1553,73 @@ async fn an_overwrite_that_fits_once_the_old_content_goes_is_not_refused() {
     server.emulator.reset_stats();
     assert_eq!(put(&server, "/b.bin", content(7 * UNIT, 3)).await, 507);
     assert_eq!(unit_bytes(&server), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_passes_through_intermediate_statuses_with_growing_pauses() {
+    // The emulator answers 18, 19, 4, 5, 6 over 2 s before 99; the client
+    // logs each intermediate status at debug.
+    let emu = emulator::start(EmulatorConfig {
+        faults: Faults {
+            poll_delay_ms: 2000,
+            ..Faults::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, mut rx) = spawn_binary(
+        &emu.base_url(),
+        &dir.path().join("state"),
+        "info,mediafire_dav::mediafire::upload=debug",
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .put(format!("{url}slow.bin"))
+        .body(content(5000, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let lines = drain(&mut rx, Duration::from_millis(300)).await;
+    let _ = child.kill().await;
+    let stamps_and_statuses: Vec<(String, u32)> = lines
+        .iter()
+        .filter(|l| l.contains("upload not verified yet"))
+        .map(|l| {
+            let status = l.split("status=").nth(1).unwrap();
+            let status = status.split_whitespace().next().unwrap().parse().unwrap();
+            (l.split_whitespace().next().unwrap().to_string(), status)
+        })
+        .collect();
+    let statuses: Vec<u32> = stamps_and_statuses.iter().map(|s| s.1).collect();
+    assert!(statuses.len() >= 3, "{lines:#?}");
+    assert!(
+        statuses.iter().all(|s| [17, 18, 19, 4, 5, 6].contains(s)),
+        "{statuses:?}"
+    );
+    let mut distinct = statuses.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "walked through {statuses:?}");
+    // The pauses grow (backoff): each gap at least the one before.
+    let times: Vec<chrono::DateTime<chrono::Utc>> = stamps_and_statuses
+        .iter()
+        .map(|(t, _)| t.parse().unwrap())
+        .collect();
+    let gaps: Vec<i64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] >= g[0]),
+        "poll pauses {gaps:?} ms"
+    );
+    let done = lines
+        .iter()
+        .find(|l| l.contains("upload complete"))
+        .expect("a completion line");
+    assert!(done.contains("quickkey="), "{done}");
+    assert!(!done.contains("quickkey= "), "{done}");
+    emu.shutdown().await;
 }
