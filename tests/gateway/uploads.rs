@@ -660,16 +660,12 @@ async fn overwrite_keeps_the_key_and_the_old_content_until_the_new_is_complete()
     assert!(got == new, "after the replacement the new content, whole");
 }
 
-#[tokio::test]
-async fn concurrent_puts_to_one_path_leave_exactly_one_file() {
-    let server = TestServer::start_with(small_units(Faults::default())).await;
-    // Five different contents of 5 units each (the last one short).
-    let bodies: Vec<Vec<u8>> = (0..5)
-        .map(|i| content(4 * UNIT + 1000 * (i + 1), 90 + i as u64))
-        .collect();
+/// PUTs every body to `path` at once; returns the index of the PUT whose
+/// answer came last, after checking that all succeeded.
+async fn put_all_at_once(server: &TestServer, path: &str, bodies: &[Vec<u8>]) -> usize {
     let mut tasks = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
-        let req = server.req("PUT", "/same.bin").body(body.clone());
+        let req = server.req("PUT", path).body(body.clone());
         tasks.push(tokio::spawn(async move {
             let status = req.send().await.unwrap().status().as_u16();
             (i, status, Instant::now())
@@ -685,7 +681,17 @@ async fn concurrent_puts_to_one_path_leave_exactly_one_file() {
             "PUT {i} answered {status}"
         );
     }
-    let last = done.iter().max_by_key(|(_, _, at)| *at).unwrap().0;
+    done.iter().max_by_key(|(_, _, at)| *at).unwrap().0
+}
+
+#[tokio::test]
+async fn concurrent_puts_to_one_path_leave_exactly_one_file() {
+    let server = TestServer::start_with(small_units(Faults::default())).await;
+    // Five different contents of 5 units each (the last one short).
+    let bodies: Vec<Vec<u8>> = (0..5)
+        .map(|i| content(4 * UNIT + 1000 * (i + 1), 90 + i as u64))
+        .collect();
+    let last = put_all_at_once(&server, "/same.bin", &bodies).await;
 
     let listed = root_files(&server).await;
     assert_eq!(listed.len(), 1, "one path, one file: {listed:?}");
@@ -701,6 +707,41 @@ async fn concurrent_puts_to_one_path_leave_exactly_one_file() {
     let (_, xml) = propfind(&server, "/", "1").await;
     let names = hrefs(&xml);
     assert!(!names.iter().any(|n| n.contains("same(")), "{names:?}");
+}
+
+#[tokio::test]
+async fn concurrent_overwrites_keep_one_file_and_its_key_even_if_mediafire_would_rename() {
+    // MediaFire's default for a taken name is `keep` here (rename to
+    // name(1).ext): the server must never rely on the default.
+    let mut options = small_units(Faults::default());
+    if let Some(e) = options.emulator.as_mut() {
+        e.duplicate_action = emulator::DuplicateAction::Keep;
+    }
+    let server = TestServer::start_with(options).await;
+    assert_eq!(put(&server, "/doc.txt", content(3 * UNIT, 1)).await, 201);
+    let key = root_files(&server).await[0].quickkey.clone();
+    // Five new contents, one of them already in the account (instant),
+    // one small, the rest of several units.
+    let known = content(2 * UNIT, 2);
+    assert_eq!(put(&server, "/known.bin", known.clone()).await, 201);
+    let bodies = vec![
+        known,
+        content(100, 3),
+        content(6 * UNIT + 1, 4),
+        content(5 * UNIT, 5),
+        content(7 * UNIT + 3, 6),
+    ];
+    let last = put_all_at_once(&server, "/doc.txt", &bodies).await;
+    let listed: Vec<Listed> = root_files(&server)
+        .await
+        .into_iter()
+        .filter(|f| f.name != "known.bin")
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].name, "doc.txt");
+    assert_eq!(listed[0].quickkey, key, "every overwrite kept the key");
+    assert_eq!(listed[0].hash, sha256(&bodies[last]), "the last one wins");
+    assert!(get(&server, "/doc.txt").await.1 == bodies[last]);
 }
 
 // ---------------------------------------------------------------------------
