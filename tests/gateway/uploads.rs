@@ -1664,3 +1664,45 @@ async fn polling_passes_through_intermediate_statuses_with_growing_pauses() {
     assert!(!done.contains("quickkey= "), "{done}");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_gone_during_the_upload_cancels_it_and_a_retry_resumes() {
+    // The whole body is in, the units are on their way, and the client
+    // hangs up: the upload stops there, nothing appears, the spool goes;
+    // the client's retry sends only what MediaFire lacks.
+    let server = TestServer::start_with(small_units(Faults {
+        unit_delay_ms: 100,
+        ..Faults::default()
+    }))
+    .await;
+    let body = content(10 * UNIT, 5);
+    let total = body.len() as u64;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "PUT /gone.bin HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Length: {total}\r\n\r\n",
+        server.addr,
+        basic_auth(),
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    wait_unit_bytes(&server, 2 * UNIT as u64).await;
+    drop(s);
+    let left = wait_empty(&spool_dir(&server)).await;
+    assert!(left.is_empty(), "spool left behind: {left:?}");
+    // Unit requests already on the wire may still land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = unit_bytes(&server);
+    assert!(first < total, "the upload went on without its client");
+    assert!(root_files(&server).await.is_empty());
+
+    server.emulator.set_faults(Faults::default());
+    server.emulator.reset_stats();
+    assert_eq!(put(&server, "/gone.bin", body.clone()).await, 201);
+    let second = unit_bytes(&server);
+    let missing = (total - first).div_ceil(UNIT as u64);
+    assert!(
+        second <= (missing + 1) * UNIT as u64,
+        "resent {second}, {missing} units were missing"
+    );
+    assert!(get(&server, "/gone.bin").await.1 == body);
+}
