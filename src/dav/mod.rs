@@ -192,7 +192,15 @@ impl MfDav {
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
         }
-        if broken.load(Ordering::Relaxed) && resp.status().is_server_error() {
+        // Only the statuses dav-server makes of a body error: a 507 (full
+        // spool disk) or 503 stays what it is.
+        let from_body = matches!(
+            resp.status(),
+            StatusCode::BAD_GATEWAY
+                | StatusCode::GATEWAY_TIMEOUT
+                | StatusCode::INTERNAL_SERVER_ERROR
+        );
+        if broken.load(Ordering::Relaxed) && from_body {
             info!(%method, "dav: request body broke off (client gone or body shorter than announced), nothing stored");
             *resp.status_mut() = StatusCode::BAD_REQUEST;
             resp.headers_mut().remove(http::header::RETRY_AFTER);
