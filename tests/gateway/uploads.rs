@@ -1706,3 +1706,29 @@ async fn a_client_gone_during_the_upload_cancels_it_and_a_retry_resumes() {
     );
     assert!(get(&server, "/gone.bin").await.1 == body);
 }
+
+#[tokio::test]
+async fn tokens_expiring_mid_upload_cost_no_unit_twice() {
+    let server = TestServer::start_with(small_units(Faults {
+        unit_delay_ms: 50,
+        ..Faults::default()
+    }))
+    .await;
+    let body = content(12 * UNIT, 8);
+    let task = {
+        let req = server.req("PUT", "/tok.bin").body(body.clone());
+        tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+    };
+    wait_unit_bytes(&server, 3 * UNIT as u64).await;
+    server.emulator.expire_all_tokens();
+    assert_eq!(task.await.unwrap(), 201);
+    let stats = server.emulator.stats();
+    assert!(
+        stats["errors"]["105"].as_u64().unwrap_or(0) >= 1,
+        "no token expired mid-upload: {stats}"
+    );
+    // Units refused for the expired token carried no stored bytes; every
+    // unit was stored exactly once.
+    assert_eq!(unit_bytes(&server), body.len() as u64, "{stats}");
+    assert!(get(&server, "/tok.bin").await.1 == body);
+}
