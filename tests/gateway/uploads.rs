@@ -1643,7 +1643,7 @@ async fn polling_passes_through_intermediate_statuses_with_growing_pauses() {
     let mut distinct = statuses.clone();
     distinct.dedup();
     assert!(distinct.len() >= 2, "walked through {statuses:?}");
-    // The pauses grow (backoff): each gap at least the one before.
+    // The pauses grow (backoff 250 ms, 500 ms, 1 s, ...).
     let times: Vec<chrono::DateTime<chrono::Utc>> = stamps_and_statuses
         .iter()
         .map(|(t, _)| t.parse().unwrap())
@@ -1653,7 +1653,7 @@ async fn polling_passes_through_intermediate_statuses_with_growing_pauses() {
         .map(|w| (w[1] - w[0]).num_milliseconds())
         .collect();
     assert!(
-        gaps.windows(2).all(|g| g[1] >= g[0]),
+        gaps.len() >= 2 && gaps[gaps.len() - 1] > gaps[0] + 200,
         "poll pauses {gaps:?} ms"
     );
     let done = lines
