@@ -1732,3 +1732,21 @@ async fn tokens_expiring_mid_upload_cost_no_unit_twice() {
     assert_eq!(unit_bytes(&server), body.len() as u64, "{stats}");
     assert!(get(&server, "/tok.bin").await.1 == body);
 }
+
+#[tokio::test]
+async fn an_instant_upload_into_a_full_account_is_507() {
+    // Instant uploads move no bytes but still take space (error 162).
+    let mut options = small_units(Faults::default());
+    if let Some(e) = options.emulator.as_mut() {
+        e.storage_limit = 10 * UNIT as u64;
+    }
+    let server = TestServer::start_with(options).await;
+    let body = content(6 * UNIT, 1);
+    assert_eq!(put(&server, "/a.bin", body.clone()).await, 201);
+    server.emulator.reset_stats();
+    assert_eq!(put(&server, "/b.bin", body).await, 507);
+    let stats = server.emulator.stats();
+    assert_eq!(server.api_calls("upload/instant"), 1, "{stats}");
+    assert_eq!(stats["upload_unit_bytes"], 0, "{stats}");
+    assert_eq!(root_files(&server).await.len(), 1);
+}
