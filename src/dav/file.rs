@@ -278,7 +278,19 @@ impl MfFile {
                 w.committed = Some(meta);
                 Ok(())
             }
-            Err(e) => Err(self.failure.convert(&e.with_context("path", &w.path))),
+            Err(e) => {
+                let e = e.with_context("path", &w.path);
+                let fs = self.failure.convert(&e);
+                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists) {
+                    // dav-server would answer 404/405 to a PUT failing here;
+                    // a vanished folder or a name MediaFire will not give up
+                    // is a conflict with the collection's state (RFC 4918
+                    // §9.7.1).
+                    self.failure.set(StatusCode::CONFLICT);
+                    return Err(FsError::GeneralFailure);
+                }
+                Err(fs)
+            }
         }
     }
 }

@@ -18,6 +18,7 @@
 //!   502/503 the error kind asks for (see `error.rs`);
 //! - takes a PUT's `X-OC-Mtime` as the file's modification time, and drops
 //!   `sabredav-partialupdate` from the `DAV` header.
+//! - answers 400, not dav-server's 502, when the request body breaks off.
 //!
 //! Not here: authentication, `/healthz` and metrics (the server does them),
 //! and any knowledge of MediaFire's URLs or tokens (the `Remote` hides them).
@@ -38,7 +39,7 @@ mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dav_server::body::Body;
@@ -46,7 +47,8 @@ use dav_server::davpath::DavPath;
 use dav_server::memls::MemLs;
 use dav_server::{DavHandler, DavMethod, DavMethodSet};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use tracing::{debug, warn};
+use http_body_util::BodyExt;
+use tracing::{debug, info, warn};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::remote::Remote;
@@ -201,8 +203,23 @@ impl MfDav {
                 .flatten(),
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
+        // dav-server answers 502 when the request body fails; that failure
+        // is the client's (gone, or fewer bytes than announced), not ours.
+        let broken = Arc::new(AtomicBool::new(false));
+        let seen = broken.clone();
+        let req = req.map(move |body| {
+            body.map_err(move |e| {
+                seen.store(true, Ordering::Relaxed);
+                e
+            })
+        });
         let resp = self.handler.handle_with(config, req).await;
-        finish(resp, &failure, mtime.is_some())
+        finish(
+            resp,
+            &failure,
+            mtime.is_some(),
+            broken.load(Ordering::Relaxed),
+        )
     }
 
     /// Applies the Depth default and pre-lists the folder; `Some` is the
@@ -308,7 +325,12 @@ impl MfDav {
 
 /// Rewrites dav-server's answer: the status our error kind asks for, the
 /// `DAV` header without partial updates, the `X-OC-Mtime` acknowledgement.
-fn finish(mut resp: Response<Body>, failure: &Failure, took_mtime: bool) -> Response<Body> {
+fn finish(
+    mut resp: Response<Body>,
+    failure: &Failure,
+    took_mtime: bool,
+    body_broke: bool,
+) -> Response<Body> {
     if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
         && let Some(status) = failure.get()
     {
@@ -317,6 +339,19 @@ fn finish(mut resp: Response<Body>, failure: &Failure, took_mtime: bool) -> Resp
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
         }
+    }
+    // Only the statuses dav-server makes of a body error: a 507 (full spool
+    // disk) or 503 stays what it is.
+    let from_body = matches!(
+        resp.status(),
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT | StatusCode::INTERNAL_SERVER_ERROR
+    );
+    if body_broke && from_body {
+        info!(
+            "dav: request body broke off (client gone or body shorter than announced), nothing stored"
+        );
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        resp.headers_mut().remove(http::header::RETRY_AFTER);
     }
     if let Some(dav) = resp.headers().get("dav").and_then(|v| v.to_str().ok()) {
         let tokens: Vec<&str> = dav

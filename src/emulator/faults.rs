@@ -91,6 +91,26 @@ pub struct Faults {
     /// 0 = never. Default 0.
     #[arg(long, default_value_t = 0)]
     pub download_cut_after_bytes: u64,
+
+    /// Fail every `upload/resumable` request for this unit (`x-unit-id`, 0-based) with a
+    /// transient error until the switches change: a unit that keeps failing. Default none.
+    #[arg(long)]
+    pub fail_unit_id: Option<u64>,
+
+    /// Hold every `upload/resumable` request this many milliseconds before handling it (a slow
+    /// uplink; makes parallel units overlap). Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub unit_delay_ms: u64,
+
+    /// Make every upload that completes from now on fail with this poll `fileerror` (§4.7)
+    /// instead of creating its file; 0 = never. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub upload_fileerror: u32,
+
+    /// Answer every `upload/poll_upload` with this `doupload.result` (e.g. -80 "Upload Key not
+    /// found", -20 "Invalid Upload Key"); 0 = never. Default 0.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub poll_result: i64,
 }
 
 fn default_rate_limit_code() -> u32 {
@@ -113,6 +133,10 @@ impl Default for Faults {
             latency_ms: 0,
             link_error_rate: 0.0,
             download_cut_after_bytes: 0,
+            fail_unit_id: None,
+            unit_delay_ms: 0,
+            upload_fileerror: 0,
+            poll_result: 0,
         }
     }
 }
@@ -197,12 +221,18 @@ impl FaultState {
         Some(self.pick_mode(rng))
     }
 
-    /// Counts one `upload/resumable` request: the `fail_upload_unit`-th one fails transiently,
-    /// the `unit_hash_mismatch`-th one answers 304.
-    pub fn unit_request_fails(&mut self, rng: &mut StdRng) -> Option<Injected> {
+    /// Counts one `upload/resumable` request (for unit `unit_id`, when the header parses): the
+    /// `fail_upload_unit`-th one, and every one for `fail_unit_id`, fails transiently; the
+    /// `unit_hash_mismatch`-th one answers 304.
+    pub fn unit_request_fails(
+        &mut self,
+        rng: &mut StdRng,
+        unit_id: Option<u64>,
+    ) -> Option<Injected> {
         self.unit_requests += 1;
         let nth = |n: u64| n != 0 && self.unit_requests == n;
-        if nth(self.faults.fail_upload_unit) {
+        let marked = unit_id.is_some() && unit_id == self.faults.fail_unit_id;
+        if nth(self.faults.fail_upload_unit) || marked {
             return Some(self.pick_mode(rng));
         }
         if nth(self.faults.unit_hash_mismatch) {
@@ -290,9 +320,23 @@ mod tests {
             ..Faults::default()
         });
         let fails: Vec<bool> = (0..6)
-            .map(|_| st.unit_request_fails(&mut rng).is_some())
+            .map(|_| st.unit_request_fails(&mut rng, Some(0)).is_some())
             .collect();
         assert_eq!(fails, [false, false, true, false, false, false]);
+    }
+
+    #[test]
+    fn a_marked_unit_fails_every_time_and_others_never() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut st = FaultState::new(Faults {
+            fail_unit_id: Some(2),
+            ..Faults::default()
+        });
+        for _ in 0..3 {
+            assert!(st.unit_request_fails(&mut rng, Some(2)).is_some());
+            assert!(st.unit_request_fails(&mut rng, Some(1)).is_none());
+            assert!(st.unit_request_fails(&mut rng, None).is_none());
+        }
     }
 
     #[test]

@@ -86,6 +86,7 @@
 //!
 //! `GET /__emulator/stats` and [`EmulatorHandle::stats`] return `api_calls` (per
 //! `category/action`, rejected calls included), `total_api_calls`, `upload_unit_bytes`,
+//! `max_units_in_flight` (most `upload/resumable` requests handled at once),
 //! `upload_simple_bytes`, `download_bytes`, `downloads`, `errors` (per error code sent),
 //! `faults_injected` (per switch: `error100`, `html403`, `drop`, `rate_limit`,
 //! `unit_hash_mismatch`, `link_error`, `download_cut`), `files` and `folders` (items not in the
@@ -244,6 +245,11 @@ pub struct EmulatorConfig {
     #[arg(long)]
     pub demo_content: bool,
 
+    /// Resumable unit size in bytes for every upload, instead of the official table (§4.4);
+    /// clients must follow what `upload/check` says. Default: the table.
+    #[arg(long)]
+    pub unit_size: Option<u64>,
+
     /// Seed for the random generator (keys, tokens, fault decisions); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -276,6 +282,7 @@ impl Default for EmulatorConfig {
             storage_limit: 10_737_418_240,
             max_upload_size: 21_474_836_480,
             demo_content: false,
+            unit_size: None,
             seed: None,
             faults: Faults::default(),
         }

@@ -345,9 +345,19 @@ async fn api_call(
 ) -> Result<Response<Body>, io::Error> {
     let action = action_of(req.uri().path());
     emu.count_api_call(&action);
+    // held until this function returns (or the connection drops)
+    let _unit_in_flight = (action == "upload/resumable").then(|| emu.unit_started());
 
     // faults first: a rate-limited or failing server never looks at the request
-    if let Some(answer) = injected_fault(emu, &action).await {
+    let unit_id = (action == "upload/resumable")
+        .then(|| {
+            req.headers()
+                .get("x-unit-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .flatten();
+    if let Some(answer) = injected_fault(emu, &action, unit_id).await {
         return answer;
     }
     if !is_known(&action) {
@@ -375,6 +385,10 @@ async fn api_call(
     };
     let result = match (action.as_str(), body) {
         ("upload/resumable", Some(b)) => {
+            let delay = lock(&emu.faults).faults.unit_delay_ms;
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             upload::upload_resumable(emu, &params, &parts.headers, b).await
         }
         ("upload/simple", Some(b)) => simple_upload(emu, &params, &parts.headers, b).await,
@@ -385,7 +399,11 @@ async fn api_call(
 
 /// The fault switches' answer to this call, if they decide to answer it: latency first, then
 /// the rate limit (163), the unit-request switches, the random failure rate.
-async fn injected_fault(emu: &Emulator, action: &str) -> Option<Result<Response<Body>, io::Error>> {
+async fn injected_fault(
+    emu: &Emulator,
+    action: &str,
+    unit_id: Option<u64>,
+) -> Option<Result<Response<Body>, io::Error>> {
     let latency = lock(&emu.faults).faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -400,7 +418,7 @@ async fn injected_fault(emu: &Emulator, action: &str) -> Option<Result<Response<
             return Some(Ok(api_error(emu, action, &ApiError::new(code))));
         }
         let unit = if action == "upload/resumable" {
-            faults.unit_request_fails(&mut rng)
+            faults.unit_request_fails(&mut rng, unit_id)
         } else {
             None
         };

@@ -93,6 +93,9 @@ pub(crate) struct Stats {
     pub api_calls: BTreeMap<String, u64>,
     pub total_api_calls: u64,
     pub upload_unit_bytes: u64,
+    /// `upload/resumable` requests being handled now, and the most at once.
+    pub units_in_flight: u64,
+    pub max_units_in_flight: u64,
     pub upload_simple_bytes: u64,
     pub download_bytes: u64,
     pub downloads: u64,
@@ -114,6 +117,16 @@ pub(crate) struct Emulator {
     /// One writer of `state.json` at a time (the debounced saver and the shutdown flush);
     /// true once the final save is done.
     save_lock: Mutex<bool>,
+}
+
+/// One `upload/resumable` request in flight (see [`Emulator::unit_started`]).
+pub(crate) struct UnitInFlight<'a>(&'a Emulator);
+
+impl Drop for UnitInFlight<'_> {
+    fn drop(&mut self) {
+        let mut s = lock(&self.0.stats);
+        s.units_in_flight = s.units_in_flight.saturating_sub(1);
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -260,6 +273,7 @@ impl Emulator {
             "api_calls": s.api_calls,
             "total_api_calls": s.total_api_calls,
             "upload_unit_bytes": s.upload_unit_bytes,
+            "max_units_in_flight": s.max_units_in_flight,
             "upload_simple_bytes": s.upload_simple_bytes,
             "download_bytes": s.download_bytes,
             "downloads": s.downloads,
@@ -314,7 +328,19 @@ impl Emulator {
     }
 
     pub fn reset_stats(&self) {
-        *lock(&self.stats) = Stats::default();
+        let mut s = lock(&self.stats);
+        // requests still running keep their place in the gauge
+        let in_flight = s.units_in_flight;
+        *s = Stats::default();
+        s.units_in_flight = in_flight;
+    }
+
+    /// Counts an `upload/resumable` request as in flight until the guard drops.
+    pub fn unit_started(&self) -> UnitInFlight<'_> {
+        let mut s = lock(&self.stats);
+        s.units_in_flight += 1;
+        s.max_units_in_flight = s.max_units_in_flight.max(s.units_in_flight);
+        UnitInFlight(self)
     }
 
     pub fn count_api_call(&self, action: &str) {

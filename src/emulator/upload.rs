@@ -195,7 +195,9 @@ pub(crate) fn resume_pending(emu: &Arc<Emulator>) {
 }
 
 /// Finds the open session for this file or opens one.
+#[allow(clippy::too_many_arguments)]
 fn session_for(
+    emu: &Emulator,
     state: &mut State,
     folder: &str,
     filename: &str,
@@ -220,7 +222,11 @@ fn session_for(
             break k;
         }
     };
-    let unit_size = unit_size_for(size);
+    let unit_size = emu
+        .config
+        .unit_size
+        .filter(|u| *u > 0)
+        .unwrap_or_else(|| unit_size_for(size));
     state.uploads.insert(
         key.clone(),
         UploadSession {
@@ -319,7 +325,9 @@ pub(crate) fn upload_check(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Ap
     }
     if let (true, Some(hash), Some(size)) = (resumable, hash, size) {
         let target = p.get("quick_key").map(String::from);
-        let key = session_for(&mut state, &folder, &filename, &hash, size, action, target);
+        let key = session_for(
+            emu, &mut state, &folder, &filename, &hash, size, action, target,
+        );
         out["resumable_upload"] = state.uploads[&key].resumable_json();
     }
     drop(state);
@@ -505,7 +513,16 @@ where
         let mut state = lock(&emu.state);
         let action = p.duplicate_action(emu.config.duplicate_action)?;
         let target = p.get("quick_key").map(String::from);
-        let key = session_for(&mut state, &folder, &uh.filename, &hash, size, action, None);
+        let key = session_for(
+            emu,
+            &mut state,
+            &folder,
+            &uh.filename,
+            &hash,
+            size,
+            action,
+            None,
+        );
         let Some(s) = state.uploads.get_mut(&key) else {
             return Err(ApiError::new(175));
         };
@@ -658,6 +675,7 @@ fn set_phase(emu: &Arc<Emulator>, key: &str, phase: Phase) {
 /// Turns a verified upload into a file once its delay has passed (idempotent).
 fn finish_if_due(emu: &Emulator, key: &str) {
     let now = now_ms();
+    let forced = lock(&emu.faults).faults.upload_fileerror;
     let mut state = lock(&emu.state);
     let Some(s) = state.uploads.get(key).cloned() else {
         return;
@@ -668,7 +686,9 @@ fn finish_if_due(emu: &Emulator, key: &str) {
     if now < *ready_ms {
         return;
     }
-    let phase = if s.size == 0 {
+    let phase = if forced != 0 {
+        Phase::Failed { fileerror: forced }
+    } else if s.size == 0 {
         Phase::Failed { fileerror: 2 }
     } else if s.size > emu.config.max_upload_size {
         Phase::Failed { fileerror: 1 }
@@ -803,6 +823,13 @@ pub(crate) fn upload_poll_upload(emu: &Arc<Emulator>, p: &Params) -> Result<Fiel
         return Ok(fields(
             json!({"doupload": {"result": "-20", "description": "Invalid Upload Key"}}),
         ));
+    }
+    let forced = lock(&emu.faults).faults.poll_result;
+    if forced != 0 {
+        return Ok(fields(json!({"doupload": {
+            "result": forced.to_string(),
+            "description": "Injected poll result",
+        }})));
     }
     finish_if_due(emu, key);
     let state = lock(&emu.state);

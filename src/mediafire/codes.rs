@@ -187,7 +187,11 @@ pub fn classify_fileerror(code: u32) -> (ErrorKind, &'static str) {
 pub fn classify_upload_result(result: i64) -> (ErrorKind, &'static str) {
     match result {
         -20 => (ErrorKind::Permanent, "invalid upload key"),
-        -80 => (ErrorKind::NotFound, "upload key not found"),
+        // Not the file that is missing: the upload session (expired or lost).
+        -80 => (
+            ErrorKind::Transient,
+            "upload key not found (expired or lost by MediaFire)",
+        ),
         _ => (ErrorKind::Permanent, "upload rejected"),
     }
 }
@@ -233,6 +237,6 @@ mod tests {
         assert_eq!(classify_fileerror(2).0, ErrorKind::Permanent);
         assert_eq!(classify_fileerror(7).0, ErrorKind::Transient);
         assert_eq!(classify_fileerror(14).0, ErrorKind::NotFound);
-        assert_eq!(classify_upload_result(-80).0, ErrorKind::NotFound);
+        assert_eq!(classify_upload_result(-80).0, ErrorKind::Transient);
     }
 }

@@ -462,8 +462,12 @@ impl Client {
         Ok(r)
     }
 
-    /// Logs progress at every 10 %.
+    /// Logs progress at every 10 % of a multi-unit upload (a file sent as
+    /// one unit has only its completion line).
     fn report_progress(&self, job: &Job<'_>, len: u64) {
+        if len >= job.req.source.size {
+            return;
+        }
         let size = job.req.source.size.max(1);
         let sent = job.sent.fetch_add(len, Ordering::Relaxed) + len;
         let pct = sent.saturating_mul(100) / size;
@@ -491,8 +495,11 @@ impl Client {
         let mut delay = first;
         loop {
             let st = self.upload_poll_upload(key).await?;
-            if poll_outcome(&st).map_err(|e| e.with_context("name", &req.name))? {
-                return Ok(poll_file_info(st, req));
+            match poll_outcome(&st) {
+                Ok(true) => return Ok(poll_file_info(st, req)),
+                Ok(false) => {}
+                Err(e) if st.result < 0 => return self.landed_anyway(req, e).await,
+                Err(e) => return Err(e.with_context("name", &req.name)),
             }
             debug!(name = %req.name, status = st.status, description = %st.description, "upload not verified yet");
             if Instant::now() + delay > deadline {
@@ -507,6 +514,37 @@ impl Client {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(first * POLL_MAX_FACTOR);
+        }
+    }
+
+    /// The poll refused the upload key (negative `doupload.result`), yet
+    /// every unit was delivered and MediaFire may have made the file all
+    /// the same: if `upload/check` now shows this name with this content
+    /// (in the file being replaced, if any), that is the result; otherwise
+    /// `refused` is.
+    async fn landed_anyway(&self, req: &UploadRequest, refused: Error) -> Result<FileInfo> {
+        let refused = refused.with_context("name", &req.name);
+        let check = self
+            .upload_check(
+                &req.folder_key,
+                &req.name,
+                req.source.size,
+                &req.source.sha256,
+            )
+            .await;
+        let qk = match check {
+            Ok(c) => same_file_present(&c),
+            Err(e) => {
+                debug!(name = %req.name, error = %e, "re-check after a refused poll failed");
+                None
+            }
+        };
+        match qk {
+            Some(qk) if req.replace.as_deref().is_none_or(|r| r == qk) => {
+                warn!(name = %req.name, quickkey = %qk, error = %refused, "poll refused the upload key, but the file is complete");
+                Ok(file_info(self.file_get_info(&qk).await?, req))
+            }
+            _ => Err(refused),
         }
     }
 
@@ -597,10 +635,14 @@ fn check_request(req: &UploadRequest) -> Result<()> {
     Ok(())
 }
 
-/// Refuses early when `upload/check` says the account is full.
+/// Refuses early when `upload/check` says the account is full. A replace
+/// frees the old content, which `available_space` does not count, so only
+/// MediaFire can tell whether it fits (poll `fileerror` 15 if not).
 fn check_space(req: &UploadRequest, c: &UploadCheckResponse) -> Result<()> {
-    let full = c.storage_limit_exceeded
-        || (!c.hash_exists && c.available_space.is_some_and(|a| a < req.source.size));
+    let too_big = !c.hash_exists
+        && req.replace.is_none()
+        && c.available_space.is_some_and(|a| a < req.source.size);
+    let full = c.storage_limit_exceeded || too_big;
     if full {
         return Err(
             Error::new(ErrorKind::QuotaExceeded, "not enough storage space left")
@@ -825,6 +867,6 @@ mod tests {
             result: -80,
             ..Default::default()
         };
-        assert_eq!(poll_outcome(&st).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(poll_outcome(&st).unwrap_err().kind(), ErrorKind::Transient);
     }
 }

@@ -39,3 +39,6 @@ mod economy;
 
 // The README's table of API calls per WebDAV request, measured.
 mod api_calls_table;
+
+// Uploads at scale: spool, units, resume, instant, overwrite, short bodies.
+mod uploads;
