@@ -90,6 +90,7 @@ impl RetryPolicy {
         CFut: Future<Output = Result<Option<T>>>,
     {
         let mut attempt = 0u32;
+        let mut rate_limited = 0u32;
         loop {
             let err = match op().await {
                 Ok(v) => return Ok(v),
@@ -106,17 +107,34 @@ impl RetryPolicy {
                     Ok(None) | Err(_) => return Err(err.set_permanent()),
                 }
             }
-            attempt += 1;
-            if attempt > self.max_retries {
+            // A rate-limit refusal says "later", not "broken": the global
+            // pause (see `Client::after_reply`) spaces the attempts out, and
+            // they get a budget of their own so that a burst of calls
+            // outlasts MediaFire's window instead of failing inside it.
+            let budget = if err.kind() == ErrorKind::RateLimited {
+                rate_limited += 1;
+                (
+                    rate_limited,
+                    self.max_retries.saturating_mul(RATE_LIMIT_BUDGET),
+                )
+            } else {
+                attempt += 1;
+                (attempt, self.max_retries)
+            };
+            if budget.0 > budget.1 {
                 return Err(err.set_persistent());
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
-            let delay = self.delay(attempt);
+            let delay = self.delay(budget.0.min(self.max_retries.max(1)));
             warn!(action, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
             tokio::time::sleep(delay).await;
         }
     }
 }
+
+/// How many times more attempts a rate-limited call gets than other
+/// temporary failures.
+const RATE_LIMIT_BUDGET: u32 = 4;
 
 /// True when the failure shows MediaFire did not act on the request.
 pub fn proves_not_acted(err: &Error) -> bool {
@@ -201,6 +219,35 @@ mod tests {
             .await;
         assert_eq!(r.unwrap(), 7);
         assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn rate_limits_get_a_larger_budget_that_still_ends() {
+        let n = AtomicU32::new(0);
+        let r = policy()
+            .run::<u32, _, _>("device/get_status", Idempotency::Idempotent, || async {
+                if n.fetch_add(1, Ordering::SeqCst) < 8 {
+                    Err(Error::new(ErrorKind::RateLimited, "slow down").with_code(163))
+                } else {
+                    Ok(1)
+                }
+            })
+            .await;
+        assert_eq!(
+            r.unwrap(),
+            1,
+            "more refusals than max_retries are ridden out"
+        );
+
+        let n = AtomicU32::new(0);
+        let r = policy()
+            .run::<(), _, _>("device/get_status", Idempotency::Idempotent, || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(Error::new(ErrorKind::RateLimited, "slow down").with_code(163))
+            })
+            .await;
+        assert_eq!(r.unwrap_err().retry(), crate::error::Retry::Persistent);
+        assert_eq!(n.load(Ordering::SeqCst), 3 * RATE_LIMIT_BUDGET + 1);
     }
 
     #[tokio::test]
