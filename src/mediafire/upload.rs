@@ -356,11 +356,9 @@ impl Client {
             req,
             file: Arc::new(file),
             sent: AtomicU64::new(0),
-            next_report: AtomicU64::new(if req.source.size > default_unit_size(req.source.size) {
-                10
-            } else {
-                1000
-            }),
+            // A file sent as one unit logs no progress (see report_progress);
+            // the unit size is the server's, so it is not guessed here.
+            next_report: AtomicU64::new(10),
             started,
         };
         let mut last_key: Option<String> = None;
