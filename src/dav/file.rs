@@ -17,6 +17,7 @@
 use std::io::SeekFrom;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture};
@@ -53,6 +54,8 @@ enum Mode {
 
 struct Reader {
     info: FileInfo,
+    /// What `metadata` reports (with a client-set modification time).
+    meta: MfMeta,
     prefetch: Prefetch,
     pos: u64,
     /// `Mutex` only to make the `!Sync` stream `Sync`; always reached
@@ -65,6 +68,8 @@ struct Reader {
 struct Writer {
     path: String,
     expected: Option<u64>,
+    /// The client's modification time for the new content.
+    mtime: Option<SystemTime>,
     spool: Option<(tokio::fs::File, TempPath)>,
     hasher: Sha256,
     written: u64,
@@ -105,12 +110,14 @@ impl MfFile {
 
     pub(crate) fn remote(
         info: FileInfo,
+        meta: MfMeta,
         shared: Arc<Shared>,
         failure: Failure,
         prefetch: Prefetch,
     ) -> MfFile {
         let reader = Reader {
             info,
+            meta,
             prefetch,
             pos: 0,
             stream: Mutex::new(None),
@@ -126,12 +133,14 @@ impl MfFile {
     pub(crate) fn writer(
         path: String,
         expected: Option<u64>,
+        mtime: Option<SystemTime>,
         shared: Arc<Shared>,
         failure: Failure,
     ) -> MfFile {
         let writer = Writer {
             path,
             expected,
+            mtime,
             spool: None,
             hasher: Sha256::new(),
             written: 0,
@@ -256,7 +265,7 @@ impl MfFile {
             .unwrap_or_default();
         let result = self
             .shared
-            .commit(&w.path, &spool_path, w.written, &sha256)
+            .commit(&w.path, &spool_path, w.written, &sha256, w.mtime)
             .await;
         // Committed or failed, the spool has served its purpose.
         w.spool = None;
@@ -305,7 +314,7 @@ impl DavFile for MfFile {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let meta = match &self.mode {
             Mode::Local { meta, .. } => meta.clone(),
-            Mode::Remote(r) => MfMeta::file(&r.info),
+            Mode::Remote(r) => r.meta.clone(),
             Mode::Write(w) => w.committed.clone().unwrap_or_else(|| {
                 let now = std::time::SystemTime::now();
                 MfMeta::local(w.written, now, now, "")

@@ -35,6 +35,7 @@ use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
 use super::file::MfFile;
 use super::meta::{MfDirEntry, MfMeta};
+use super::mtime::Mtimes;
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
 use super::props::Props;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) cache: Cache,
     pub(crate) overlay: Overlay,
     pub(crate) props: Props,
+    /// Modification times clients set (MediaFire keeps none).
+    pub(crate) mtimes: Mtimes,
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
@@ -99,7 +102,7 @@ pub(crate) enum Found {
 }
 
 impl Found {
-    fn meta(&self) -> MfMeta {
+    pub(crate) fn meta(&self) -> MfMeta {
         match self {
             Found::Root => MfMeta::root(),
             Found::Remote(Node::Folder(f)) => MfMeta::folder(f),
@@ -156,6 +159,7 @@ impl Shared {
             cache: Cache::new(remote.clone(), config.cache_ttl),
             overlay: Overlay::open(&config.state_dir)?,
             props: Props::open(&config.state_dir)?,
+            mtimes: Mtimes::open(&config.state_dir)?,
             remote,
             config,
             uploads: DashMap::new(),
@@ -187,19 +191,21 @@ impl Shared {
     }
 
     /// Commits a finished upload body to `path`: see `file.rs` for the
-    /// checks done before. Serialised per path.
+    /// checks done before. Serialised per path. `mtime` is the modification
+    /// time the client gave (`X-OC-Mtime`), if any.
     pub(crate) async fn commit(
         &self,
         path: &str,
         spool: &Path,
         size: u64,
         sha256: &str,
+        mtime: Option<SystemTime>,
     ) -> Result<MfMeta> {
-        serialized(
-            &self.uploads,
-            path,
-            self.commit_locked(path, spool, size, sha256),
-        )
+        serialized(&self.uploads, path, async {
+            let before = self.find(path).await?.map(|f| f.meta());
+            let after = self.commit_locked(path, spool, size, sha256, mtime).await?;
+            Ok(self.mtimes.after_write(path, before.as_ref(), after, mtime))
+        })
         .await
     }
 
@@ -209,6 +215,7 @@ impl Shared {
         spool: &Path,
         size: u64,
         sha256: &str,
+        mtime: Option<SystemTime>,
     ) -> Result<MfMeta> {
         let (parent, name) = split(path);
         let folder_key = self.cache.folder_key(parent).await?;
@@ -248,7 +255,7 @@ impl Shared {
                 sha256: sha256.to_string(),
             },
             replace: existing.map(|f| f.quickkey),
-            mtime: None,
+            mtime,
         };
         let info = self.upload(parent, request).await?;
         self.cache.insert(parent, Node::File(info.clone()));
@@ -348,6 +355,7 @@ impl Shared {
             None => return Err(not_found(path)),
         }
         self.props.remove(path);
+        self.mtimes.remove(path);
         Ok(())
     }
 
@@ -375,6 +383,7 @@ impl Shared {
         }
         self.overlay.remove_subtree(path);
         self.props.remove(path);
+        self.mtimes.remove(path);
         Ok(())
     }
 
@@ -403,6 +412,7 @@ impl Shared {
             Some(Found::Root) | None => return Err(not_found(from)),
         }
         self.props.rename(from, to);
+        self.mtimes.rename(from, to);
         Ok(())
     }
 
@@ -496,6 +506,7 @@ impl Shared {
             None => return Err(not_found(from)),
         }
         self.props.copy(from, to);
+        self.mtimes.copy(from, to);
         Ok(())
     }
 
@@ -514,6 +525,7 @@ impl Shared {
         for node in self.cache.children(path).await? {
             seen.insert(nfc(node.name()));
             let meta = Found::Remote(node.clone()).meta();
+            let meta = self.mtimes.apply(&join(path, &nfc(node.name())), meta);
             out.push(MfDirEntry {
                 name: node.name().to_string(),
                 meta,
@@ -521,10 +533,8 @@ impl Shared {
         }
         for (name, entry) in self.overlay.children(path) {
             if seen.insert(name.clone()) {
-                out.push(MfDirEntry {
-                    name,
-                    meta: entry.meta(),
-                });
+                let meta = self.mtimes.apply(&join(path, &name), entry.meta());
+                out.push(MfDirEntry { name, meta });
             }
         }
         Ok(out)
@@ -537,6 +547,8 @@ pub(crate) struct MfFs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) failure: Failure,
     pub(crate) prefetch: Prefetch,
+    /// The request's `X-OC-Mtime`, for the file a PUT writes.
+    pub(crate) mtime: Option<SystemTime>,
 }
 
 impl MfFs {
@@ -551,14 +563,19 @@ impl MfFs {
             return match found {
                 Some(Found::Local(e)) => {
                     let data = sh.overlay.read(&e).map_err(|e| self.fail(e))?;
-                    Ok(Box::new(MfFile::local(data, e.meta(), sh.clone())))
+                    let meta = sh.mtimes.apply(path, e.meta());
+                    Ok(Box::new(MfFile::local(data, meta, sh.clone())))
                 }
-                Some(Found::Remote(Node::File(f))) => Ok(Box::new(MfFile::remote(
-                    f,
-                    sh.clone(),
-                    self.failure.clone(),
-                    self.prefetch.clone(),
-                ))),
+                Some(Found::Remote(Node::File(f))) => {
+                    let meta = sh.mtimes.apply(path, MfMeta::file(&f));
+                    Ok(Box::new(MfFile::remote(
+                        f,
+                        meta,
+                        sh.clone(),
+                        self.failure.clone(),
+                        self.prefetch.clone(),
+                    )))
+                }
                 Some(_) => Err(FsError::Forbidden),
                 None => Err(FsError::NotFound),
             };
@@ -599,6 +616,7 @@ impl MfFs {
         Ok(Box::new(MfFile::writer(
             path.to_string(),
             options.size,
+            self.mtime,
             sh.clone(),
             self.failure.clone(),
         )))
@@ -644,7 +662,10 @@ impl DavFileSystem for MfFs {
             trace!(path = %path, "fs: metadata");
             let p = rel(path)?;
             match self.shared.find(&p).await.map_err(|e| self.fail(e))? {
-                Some(found) => Ok(Box::new(found.meta()) as Box<dyn DavMetaData>),
+                Some(found) => {
+                    let meta = self.shared.mtimes.apply(&p, found.meta());
+                    Ok(Box::new(meta) as Box<dyn DavMetaData>)
+                }
                 None => Err(FsError::NotFound),
             }
         }

@@ -25,6 +25,7 @@ mod fs;
 #[doc(hidden)]
 pub mod memory;
 mod meta;
+mod mtime;
 mod overlay;
 mod props;
 
@@ -38,6 +39,7 @@ use dav_server::davpath::DavPath;
 use dav_server::memls::MemLs;
 use dav_server::{DavHandler, DavMethod, DavMethodSet};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use tracing::{debug, warn};
 use unicode_normalization::UnicodeNormalization;
 
@@ -156,17 +158,47 @@ impl MfDav {
         {
             return resp;
         }
+        if req.method().as_str() == "PROPPATCH" {
+            return self.proppatch(req).await;
+        }
         let prefetch = Prefetch::default();
         if req.method() == Method::GET
             && let Some(resp) = self.before_get(&req, &prefetch).await
         {
             return resp;
         }
+        let oc_mtime = match req.headers().get("x-oc-mtime") {
+            Some(v) if req.method() == Method::PUT => {
+                v.to_str().ok().and_then(mtime::parse_oc_mtime)
+            }
+            _ => None,
+        };
+        let mut resp = self.dispatch(req, prefetch, oc_mtime).await;
+        if oc_mtime.is_some() && resp.status().is_success() {
+            resp.headers_mut()
+                .insert("x-oc-mtime", HeaderValue::from_static("accepted"));
+        }
+        resp
+    }
+
+    /// Hands a request to dav-server over a fresh per-request filesystem,
+    /// then puts back the status a remote failure asked for.
+    async fn dispatch<B>(
+        &self,
+        req: Request<B>,
+        prefetch: Prefetch,
+        mtime: Option<std::time::SystemTime>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let failure = Failure::default();
         let fs = MfFs {
             shared: self.shared.clone(),
             failure: failure.clone(),
             prefetch,
+            mtime,
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
         let mut resp = self.handler.handle_with(config, req).await;
@@ -180,6 +212,52 @@ impl MfDav {
             }
         }
         resp
+    }
+
+    /// PROPPATCH, read whole (dav-server buffers it anyway) so that a
+    /// modification time in it can be kept: dav-server answers 200 for the
+    /// `Win32*` properties without storing them (see `mtime.rs`).
+    async fn proppatch<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = req.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_PROPPATCH_BODY);
+        let bytes = match limited.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                debug!(error = %e, "dav: PROPPATCH body unreadable or too large");
+                return plain(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+        };
+        let set = mtime::proppatch_mtime(&bytes);
+        let req = Request::from_parts(parts, http_body_util::Full::new(bytes));
+        let rel = self.rel_of(&req);
+        let resp = self.dispatch(req, Prefetch::default(), None).await;
+        let (Some(time), Some(rel)) = (set, rel) else {
+            return resp;
+        };
+        if resp.status() != StatusCode::MULTI_STATUS {
+            return resp;
+        }
+        // Keep the time only when every property in the answer succeeded.
+        let (parts, body) = resp.into_parts();
+        let body = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                warn!(error = %e, "dav: PROPPATCH answer unreadable");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        };
+        if all_props_ok(&body) {
+            match self.shared.find(&rel).await {
+                Ok(Some(found)) => self.shared.mtimes.set(&rel, time, &found.meta()),
+                Ok(None) => {}
+                Err(e) => debug!(path = %rel, error = %e, "dav: PROPPATCH target vanished"),
+            }
+        }
+        Response::from_parts(parts, Body::from(body))
     }
 
     /// Applies the Depth default and pre-lists the folder; `Some` is the
@@ -281,6 +359,22 @@ impl MfDav {
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Largest PROPPATCH body read (dav-server refuses more than this too).
+const MAX_PROPPATCH_BODY: usize = 64 * 1024;
+
+/// Whether every `status` line of a multistatus answer is a 2xx.
+fn all_props_ok(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    let mut seen = false;
+    for chunk in text.split("HTTP/1.1 ").skip(1) {
+        seen = true;
+        if !chunk.starts_with('2') {
+            return false;
+        }
+    }
+    seen
 }
 
 /// Where the first range of a `Range: bytes=...` header starts; `None`

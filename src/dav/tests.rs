@@ -93,6 +93,7 @@ impl Env {
             shared: self.dav.shared.clone(),
             failure: Failure::default(),
             prefetch: Prefetch::default(),
+            mtime: None,
         }
     }
 }

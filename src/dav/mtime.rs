@@ -1,0 +1,353 @@
+//! Modification times that clients set, kept because MediaFire cannot
+//! give them back.
+//!
+//! Three ways in:
+//! - `X-OC-Mtime: <unix seconds>` on PUT (rclone's `owncloud`/`nextcloud`
+//!   vendors, ownCloud-style clients); the answer says `X-OC-Mtime: accepted`;
+//! - `Win32LastModifiedTime` in a PROPPATCH (Windows Explorer), which
+//!   dav-server acknowledges with 200 but never hands to the filesystem;
+//! - `{DAV:}lastmodified` in a PROPPATCH (rclone's `SetModTime`).
+//!
+//! MediaFire lists creation times only (`mediafire-api.md` §9.9), so a time
+//! set here lives in `state_dir/mtimes.json`, keyed by path, and is tied to
+//! one version of the content: the ETag the entry had when the time was
+//! set. When the content changes elsewhere (another MediaFire client), the
+//! record no longer applies and MediaFire's time shows again.
+//!
+//! Writes through this server decide the new time themselves:
+//! - a time the writer gave (`X-OC-Mtime`) is kept;
+//! - a time set on an empty placeholder (Windows' 0-byte PUT, a lock-null
+//!   entry) carries over to the content that replaces it, because that is
+//!   the file the client was describing;
+//! - new content for an existing file is stamped with the time of the write:
+//!   MediaFire keeps the first upload's creation time when a file is
+//!   replaced, and a file that was just rewritten must not look unchanged;
+//! - a new file needs no record (its creation time is the write time).
+//!
+//! The upload still passes the time on in `UploadRequest::mtime`, for a
+//! MediaFire client that can record it upstream.
+//!
+//! Records follow MOVE and COPY and go with DELETE, like dead properties.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use crate::error::Result;
+
+use super::cache::{is_within, rebase};
+use super::meta::MfMeta;
+use super::props::{read_json, write_json_atomic};
+
+/// The Microsoft namespace of the `Win32*` properties.
+const NS_MS: &str = "urn:schemas-microsoft-com:";
+
+/// Latest time accepted: 9999-12-31, past which HTTP dates stop making sense.
+const MAX_SECS: u64 = 253_402_300_799;
+
+/// One client-set time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Record {
+    /// Unix seconds.
+    secs: u64,
+    /// The ETag of the content version the time describes.
+    etag: String,
+}
+
+type RecordMap = BTreeMap<String, Record>;
+
+pub(crate) struct Mtimes {
+    file: PathBuf,
+    map: Mutex<RecordMap>,
+}
+
+fn to_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn from_secs(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+impl Mtimes {
+    pub(crate) fn open(state_dir: &Path) -> Result<Mtimes> {
+        let file = state_dir.join("mtimes.json");
+        let map = read_json(&file)?;
+        Ok(Mtimes {
+            file,
+            map: Mutex::new(map),
+        })
+    }
+
+    fn save(&self, map: &RecordMap) {
+        if let Err(e) = write_json_atomic(&self.file, map) {
+            warn!(error = %e, "mtimes: saving modification times failed");
+        }
+    }
+
+    /// `meta` with the client-set time of `path`, when one applies to it.
+    pub(crate) fn apply(&self, path: &str, mut meta: MfMeta) -> MfMeta {
+        if meta.is_dir {
+            return meta;
+        }
+        let map = self.map.lock().unwrap();
+        if let Some(r) = map.get(path)
+            && r.etag == meta.etag
+        {
+            meta.modified = from_secs(r.secs);
+        }
+        meta
+    }
+
+    /// Records `time` as the modification time of the content `meta`
+    /// describes at `path`.
+    pub(crate) fn set(&self, path: &str, time: SystemTime, meta: &MfMeta) {
+        let record = Record {
+            secs: to_secs(time),
+            etag: meta.etag.clone(),
+        };
+        debug!(path, secs = record.secs, etag = %record.etag, "mtimes: set");
+        let mut map = self.map.lock().unwrap();
+        if map.get(path) != Some(&record) {
+            map.insert(path.to_string(), record);
+            self.save(&map);
+        }
+    }
+
+    /// After new content was written to `path` (see the module docs for the
+    /// rules). `before` is what the path held, `after` what it holds now.
+    /// Returns `after` with the time that now applies.
+    pub(crate) fn after_write(
+        &self,
+        path: &str,
+        before: Option<&MfMeta>,
+        after: MfMeta,
+        explicit: Option<SystemTime>,
+    ) -> MfMeta {
+        let mut map = self.map.lock().unwrap();
+        let carried = map.get(path).and_then(|r| {
+            let b = before?;
+            (b.len == 0 && !b.is_dir && r.etag == b.etag).then_some(r.secs)
+        });
+        let rewritten = before.is_some_and(|b| !b.is_dir && b.len > 0);
+        let secs = explicit
+            .map(to_secs)
+            .or(carried)
+            .or_else(|| rewritten.then(|| to_secs(SystemTime::now())));
+        let changed = match secs {
+            Some(secs) => {
+                let record = Record {
+                    secs,
+                    etag: after.etag.clone(),
+                };
+                map.insert(path.to_string(), record.clone()) != Some(record)
+            }
+            None => map.remove(path).is_some(),
+        };
+        if changed {
+            self.save(&map);
+        }
+        drop(map);
+        self.apply(path, after)
+    }
+
+    /// Moves the records of `from` and everything below it to `to`.
+    pub(crate) fn rename(&self, from: &str, to: &str) {
+        let mut map = self.map.lock().unwrap();
+        let moved: Vec<String> = map.keys().filter(|k| is_within(k, from)).cloned().collect();
+        let replaced = map.keys().any(|k| is_within(k, to));
+        if moved.is_empty() && !replaced {
+            return;
+        }
+        map.retain(|k, _| !is_within(k, to) || is_within(k, from));
+        for old in moved {
+            if let Some(v) = map.remove(&old) {
+                map.insert(rebase(&old, from, to), v);
+            }
+        }
+        self.save(&map);
+    }
+
+    /// Copies the record of the single entry `from` to `to`.
+    pub(crate) fn copy(&self, from: &str, to: &str) {
+        let mut map = self.map.lock().unwrap();
+        let changed = match map.get(from).cloned() {
+            Some(r) => map.insert(to.to_string(), r.clone()) != Some(r),
+            None => map.remove(to).is_some(),
+        };
+        if changed {
+            self.save(&map);
+        }
+    }
+
+    /// Drops the records of `path` and everything below it.
+    pub(crate) fn remove(&self, path: &str) {
+        let mut map = self.map.lock().unwrap();
+        let before = map.len();
+        map.retain(|k, _| !is_within(k, path));
+        if map.len() != before {
+            self.save(&map);
+        }
+    }
+}
+
+/// The time in an `X-OC-Mtime` header: Unix seconds, possibly with a
+/// fraction (which is dropped). `None` for anything else.
+pub(crate) fn parse_oc_mtime(value: &str) -> Option<SystemTime> {
+    let v = value.trim();
+    let whole = v.split_once('.').map_or(v, |(w, frac)| {
+        if frac.bytes().all(|b| b.is_ascii_digit()) {
+            w
+        } else {
+            ""
+        }
+    });
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = whole.parse().ok()?;
+    (secs <= MAX_SECS).then(|| from_secs(secs))
+}
+
+/// An HTTP date (RFC 1123, as Windows sends `Win32LastModifiedTime`) or,
+/// failing that, Unix seconds.
+fn parse_time_text(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc2822(text) {
+        let secs = u64::try_from(t.timestamp()).ok()?;
+        return (secs <= MAX_SECS).then(|| from_secs(secs));
+    }
+    parse_oc_mtime(text)
+}
+
+/// The modification time a PROPPATCH body sets, if it sets one:
+/// `Win32LastModifiedTime` (Microsoft namespace) or `{DAV:}lastmodified`.
+/// The last such `set` wins; a body that is not XML sets nothing.
+pub(crate) fn proppatch_mtime(body: &[u8]) -> Option<SystemTime> {
+    let tree = xmltree::Element::parse(body).ok()?;
+    if tree.name != "propertyupdate" {
+        return None;
+    }
+    let mut found = None;
+    for set in tree.children.iter().filter_map(|n| n.as_element()) {
+        if set.name != "set" {
+            continue;
+        }
+        let props = set.children.iter().filter_map(|n| n.as_element());
+        for prop in props.filter(|e| e.name == "prop") {
+            for p in prop.children.iter().filter_map(|n| n.as_element()) {
+                let ns = p.namespace.as_deref().unwrap_or("");
+                let wanted = (ns == NS_MS && p.name == "Win32LastModifiedTime")
+                    || (ns == "DAV:" && p.name == "lastmodified");
+                if wanted && let Some(t) = p.get_text().and_then(|t| parse_time_text(&t)) {
+                    found = Some(t);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_meta(etag: &str, len: u64) -> MfMeta {
+        MfMeta {
+            is_dir: false,
+            len,
+            created: UNIX_EPOCH,
+            modified: UNIX_EPOCH,
+            etag: etag.into(),
+        }
+    }
+
+    #[test]
+    fn oc_mtime_accepts_unix_seconds_only() {
+        assert_eq!(parse_oc_mtime("1700000000"), Some(from_secs(1_700_000_000)));
+        assert_eq!(
+            parse_oc_mtime(" 1700000000.75 "),
+            Some(from_secs(1_700_000_000))
+        );
+        assert_eq!(parse_oc_mtime("-5"), None);
+        assert_eq!(parse_oc_mtime("1e9"), None);
+        assert_eq!(parse_oc_mtime(""), None);
+        assert_eq!(parse_oc_mtime("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn proppatch_finds_win32_and_dav_lastmodified() {
+        let windows = br#"<?xml version="1.0" encoding="utf-8" ?>
+<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop>
+<Z:Win32CreationTime>Mon, 06 Nov 2023 10:00:00 GMT</Z:Win32CreationTime>
+<Z:Win32LastAccessTime>Tue, 07 Nov 2023 10:00:00 GMT</Z:Win32LastAccessTime>
+<Z:Win32LastModifiedTime>Tue, 14 Nov 2023 22:13:20 GMT</Z:Win32LastModifiedTime>
+<Z:Win32FileAttributes>00000020</Z:Win32FileAttributes>
+</D:prop></D:set></D:propertyupdate>"#;
+        assert_eq!(proppatch_mtime(windows), Some(from_secs(1_700_000_000)));
+
+        let rclone = br#"<?xml version="1.0" encoding="utf-8" ?>
+<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>
+<lastmodified xmlns="DAV:">1600000000</lastmodified>
+</D:prop></D:set></D:propertyupdate>"#;
+        assert_eq!(proppatch_mtime(rclone), Some(from_secs(1_600_000_000)));
+
+        // Same local name in another namespace, a remove, and junk: nothing.
+        let other = br#"<D:propertyupdate xmlns:D="DAV:" xmlns:X="urn:x"><D:set><D:prop>
+<X:Win32LastModifiedTime>Tue, 14 Nov 2023 22:13:20 GMT</X:Win32LastModifiedTime>
+</D:prop></D:set><D:remove><D:prop><D:lastmodified/></D:prop></D:remove></D:propertyupdate>"#;
+        assert_eq!(proppatch_mtime(other), None);
+        assert_eq!(proppatch_mtime(b"not xml"), None);
+    }
+
+    #[test]
+    fn records_apply_to_their_content_version_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mtimes::open(dir.path()).unwrap();
+        let t = from_secs(1_000_000);
+        m.set("a/f", t, &file_meta("h-1", 5));
+        drop(m);
+
+        let m = Mtimes::open(dir.path()).unwrap();
+        assert_eq!(m.apply("a/f", file_meta("h-1", 5)).modified, t);
+        // Other content: the record does not describe it.
+        assert_eq!(m.apply("a/f", file_meta("h-2", 5)).modified, UNIX_EPOCH);
+        m.rename("a", "b");
+        assert_eq!(m.apply("b/f", file_meta("h-1", 5)).modified, t);
+        assert_eq!(m.apply("a/f", file_meta("h-1", 5)).modified, UNIX_EPOCH);
+        m.copy("b/f", "c");
+        assert_eq!(m.apply("c", file_meta("h-1", 5)).modified, t);
+        m.remove("b");
+        assert_eq!(m.apply("b/f", file_meta("h-1", 5)).modified, UNIX_EPOCH);
+    }
+
+    #[test]
+    fn a_time_set_on_an_empty_placeholder_carries_over_to_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mtimes::open(dir.path()).unwrap();
+        let t = from_secs(1_000_000);
+        let empty = file_meta("l-0-1", 0);
+        m.set("f", t, &empty);
+        let after = m.after_write("f", Some(&empty), file_meta("h-9", 9), None);
+        assert_eq!(after.modified, t);
+
+        // A plain rewrite of real content is stamped with the time of the write.
+        let full = file_meta("h-9", 9);
+        let start = SystemTime::now() - Duration::from_secs(1);
+        let after = m.after_write("f", Some(&full), file_meta("h-8", 8), None);
+        assert!(after.modified >= start, "{:?}", after.modified);
+
+        // A new file needs no record.
+        let after = m.after_write("g", None, file_meta("h-6", 6), None);
+        assert_eq!(after.modified, UNIX_EPOCH);
+
+        // An explicit time always wins.
+        let t2 = from_secs(2_000_000);
+        let after = m.after_write("f", None, file_meta("h-7", 7), Some(t2));
+        assert_eq!(after.modified, t2);
+    }
+}
