@@ -9,3 +9,6 @@ mod dav_methods;
 
 // litmus and rclone as oracles.
 mod clients;
+
+// Finder, Explorer, davfs2 and rclone request sequences, replayed.
+mod client_sequences;
