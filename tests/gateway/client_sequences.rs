@@ -744,3 +744,76 @@ async fn rclone_owncloud_vendor_keeps_modification_times() {
         show(&out)
     );
 }
+
+// ------------------------------------------------- behind a reverse proxy
+
+/// The proxy forwards `https://files.example.com/dav/...` to the server's
+/// `/dav/...` (with its own Host), and clients write the public URL into
+/// `Destination`.
+#[tokio::test]
+async fn destinations_on_the_public_url_work_behind_a_proxy() {
+    let options = Options {
+        args: mediafire_dav::config::ServeArgs {
+            public_url: Some("https://files.example.com/dav".into()),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let server = TestServer::start_with(options).await;
+    let public = "https://files.example.com/dav";
+    let resp = server
+        .req("PUT", "/dav/a.txt")
+        .body("alpha")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "the public path is the prefix");
+
+    let resp = as_client(&server, FINDER, "MOVE", "/dav/a.txt")
+        .header("Destination", format!("{public}/b%20%23c.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        get_body(&server, "/dav/b%20%23c.txt").await,
+        (200, b"alpha".to_vec())
+    );
+    let resp = as_client(&server, WINDOWS, "COPY", "/dav/b%20%23c.txt")
+        .header("Destination", format!("{public}/copy.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // Straight to the server, bypassing the proxy, works too.
+    let resp = server
+        .req("MOVE", "/dav/copy.txt")
+        .header("Destination", format!("{}/dav/direct.txt", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // Another server is refused, and nothing moves.
+    let resp = server
+        .req("MOVE", "/dav/direct.txt")
+        .header(
+            "Destination",
+            "https://elsewhere.example.net/dav/stolen.txt",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        get_body(&server, "/dav/direct.txt").await,
+        (200, b"alpha".to_vec())
+    );
+
+    let (status, found) = propfind_as(&server, DAVFS2, "/dav/", "1", ALLPROP).await;
+    assert_eq!(status, 207);
+    let mut names: Vec<&str> = found.iter().map(|(h, _)| h.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["/dav/", "/dav/b #c.txt", "/dav/direct.txt"]);
+}
