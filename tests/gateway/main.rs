@@ -12,3 +12,6 @@ mod clients;
 
 // Finder, Explorer, davfs2 and rclone request sequences, replayed.
 mod client_sequences;
+
+// /metrics through a strict Prometheus text-format parser.
+mod metrics;
