@@ -510,7 +510,7 @@ impl Shared {
         Ok(())
     }
 
-    async fn read_dir(&self, path: &str) -> Result<Vec<MfDirEntry>> {
+    pub(crate) async fn read_dir(&self, path: &str) -> Result<Vec<MfDirEntry>> {
         match self.find(path).await? {
             Some(Found::Root) | Some(Found::Remote(Node::Folder(_))) => {}
             Some(_) => {

@@ -22,6 +22,7 @@ mod cache;
 mod error;
 mod file;
 mod fs;
+mod index;
 #[doc(hidden)]
 pub mod memory;
 mod meta;
@@ -304,16 +305,20 @@ impl MfDav {
             "if-unmodified-since",
             "if-range",
         ];
+        let rel = self.rel_of(req)?;
+        let found = self.shared.find(&rel).await;
+        if let Ok(Some(Found::Root | Found::Remote(Node::Folder(_)))) = &found {
+            // dav-server redirects `/folder` to `/folder/`.
+            if !req.uri().path().ends_with('/') {
+                return None;
+            }
+            return Some(self.index(&rel).await);
+        }
         if CONDITIONAL.iter().any(|h| req.headers().contains_key(*h)) {
             return None;
         }
-        let rel = self.rel_of(req)?;
-        let f = match self.shared.find(&rel).await {
+        let f = match found {
             Ok(Some(Found::Remote(Node::File(f)))) => f,
-            Ok(Some(Found::Root | Found::Remote(Node::Folder(_)))) => {
-                // The HTML index: same trap as PROPFIND, a swallowed listing error.
-                return self.prelist_answer(&rel).await;
-            }
             Ok(_) => return None,
             Err(e) => return Some(self.failed(&rel, &e)),
         };
@@ -337,6 +342,28 @@ impl MfDav {
                 }
                 Some(self.failed(&rel, &e))
             }
+        }
+    }
+
+    /// The HTML listing of the folder at `rel` (see `index.rs`); a failed
+    /// listing is an error status, never an empty page.
+    async fn index(&self, rel: &str) -> Response<Body> {
+        match self.shared.read_dir(rel).await {
+            Ok(entries) => {
+                let page = index::render(&self.shared.config.prefix, rel, entries);
+                let mut resp = Response::new(Body::from(page));
+                let headers = resp.headers_mut();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache"),
+                );
+                resp
+            }
+            Err(e) => self.failed(rel, &e),
         }
     }
 
