@@ -15,3 +15,6 @@ mod client_sequences;
 
 // /metrics through a strict Prometheus text-format parser.
 mod metrics;
+
+// The HTML folder listing, as text and in headless Chromium.
+mod browser;
