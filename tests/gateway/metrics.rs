@@ -1,7 +1,8 @@
-//! `/metrics` read by a strict parser of the Prometheus text exposition
-//! format (version 0.0.4), then checked family by family: each required
-//! family is present with the right type and labels, and moves when the
-//! server does the thing it counts.
+//! Operations: `/metrics` read by a strict parser of the Prometheus text
+//! exposition format (version 0.0.4), then checked family by family (each
+//! required family is present with the right type and labels, and moves
+//! when the server does the thing it counts); and the `healthcheck`
+//! subcommand Docker's HEALTHCHECK runs.
 //!
 //! The parser follows the format's specification: `# HELP` and `# TYPE`
 //! lines at most once per family and before its samples, samples of one
@@ -387,4 +388,34 @@ async fn metrics_parse_and_every_required_family_moves() {
         restarted.value("mediafire_session_renewals_total", &[]) >= 1.0,
         "{restarted:?}"
     );
+}
+
+/// What Docker's `HEALTHCHECK` runs: `mediafire-dav healthcheck` with the
+/// container's environment, where only `MEDIAFIRE_DAV_LISTEN` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_subcommand_probes_the_listen_address() {
+    let server = TestServer::start().await;
+    let bin = env!("CARGO_BIN_EXE_mediafire-dav");
+    let run = |listen: String| {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("healthcheck")
+            .env_remove("MEDIAFIRE_DAV_HEALTH_URL")
+            .env("MEDIAFIRE_DAV_LISTEN", listen);
+        async move { cmd.output().await.unwrap() }
+    };
+    let out = run(format!("0.0.0.0:{}", server.addr.port())).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Nothing listening there: a failure, with the URL in the message.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let out = run(format!("127.0.0.1:{port}")).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
