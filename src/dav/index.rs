@@ -74,27 +74,15 @@ fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Renders the listing of the folder at `rel` (NFC, `/`-joined, `""` for
-/// the root) served under `prefix`.
-pub(crate) fn render(prefix: &str, rel: &str, mut entries: Vec<MfDirEntry>) -> String {
-    let segments: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
-    let here = folder_href(prefix, &segments);
-    let shown_path = if segments.is_empty() {
+/// The page up to the table body: head, style, breadcrumbs (every
+/// ancestor links to itself), table header.
+fn page_head(html: &mut String, prefix: &str, segments: &[&str]) {
+    let shown = if segments.is_empty() {
         format!("{prefix}/")
     } else {
         format!("{prefix}/{}/", segments.join("/"))
     };
-    entries.retain(|e| !is_apple_name(&e.name));
-    entries.sort_by(|a, b| {
-        b.meta
-            .is_dir()
-            .cmp(&a.meta.is_dir())
-            .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
-            .then_with(|| a.name.cmp(&b.name))
-    });
-
-    let mut html = String::with_capacity(1024 + entries.len() * 200);
-    let title = escape(&format!("Index of {shown_path}"));
+    let title = escape(&format!("Index of {shown}"));
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -107,12 +95,10 @@ pub(crate) fn render(prefix: &str, rel: &str, mut entries: Vec<MfDirEntry>) -> S
          td.time {{ font-variant-numeric: tabular-nums; white-space: nowrap; }}\n\
          a {{ text-decoration: none; }}\n</style>\n</head>\n<body>\n"
     );
-    // Breadcrumbs: every ancestor links to itself.
-    html.push_str("<h1>Index of ");
     let root_label = if prefix.is_empty() { "/" } else { prefix };
     let _ = write!(
         html,
-        "<a href=\"{}\">{}</a>",
+        "<h1>Index of <a href=\"{}\">{}</a>",
         escape(&folder_href(prefix, &[])),
         escape(root_label)
     );
@@ -129,52 +115,73 @@ pub(crate) fn render(prefix: &str, rel: &str, mut entries: Vec<MfDirEntry>) -> S
     }
     html.push_str(
         "</h1>\n<table>\n<thead><tr><th>Name</th><th>Size</th>\
-                   <th>Last modified (UTC)</th></tr></thead>\n<tbody>\n",
+         <th>Last modified (UTC)</th></tr></thead>\n<tbody>\n",
     );
-    if !segments.is_empty() {
+    if let Some((_, parent)) = segments.split_last() {
         let _ = writeln!(
             html,
             "<tr><td><a href=\"{}\" rel=\"up\">Parent folder</a></td><td></td><td></td></tr>",
-            escape(&folder_href(prefix, &segments[..segments.len() - 1]))
+            escape(&folder_href(prefix, parent))
         );
     }
-    for e in &entries {
-        let dir = e.meta.is_dir();
-        let mut href = format!("{here}{}", encode_segment(&e.name));
-        if dir {
-            href.push('/');
-        }
-        let label = if dir {
-            format!("{}/", e.name)
-        } else {
-            e.name.clone()
-        };
-        let size = if dir {
-            String::from("<td class=\"size\">—</td>")
-        } else {
-            let n = e.meta.len();
+}
+
+/// One table row: linked name, size, modification time.
+fn row(html: &mut String, here: &str, e: &MfDirEntry) {
+    let dir = e.meta.is_dir();
+    let (href, label) = if dir {
+        (
+            format!("{here}{}/", encode_segment(&e.name)),
+            format!("{}/", e.name),
+        )
+    } else {
+        (format!("{here}{}", encode_segment(&e.name)), e.name.clone())
+    };
+    let size = if dir {
+        String::from("<td class=\"size\">—</td>")
+    } else {
+        let n = e.meta.len();
+        format!(
+            "<td class=\"size\" title=\"{n} bytes\" data-bytes=\"{n}\">{}</td>",
+            human_size(n)
+        )
+    };
+    let time = match e.meta.modified() {
+        Ok(t) => {
+            let t = DateTime::<Utc>::from(t);
             format!(
-                "<td class=\"size\" title=\"{n} bytes\" data-bytes=\"{n}\">{}</td>",
-                human_size(n)
+                "<td class=\"time\"><time datetime=\"{}\">{}</time></td>",
+                t.format("%Y-%m-%dT%H:%M:%SZ"),
+                t.format("%Y-%m-%d %H:%M:%S")
             )
-        };
-        let time = match e.meta.modified() {
-            Ok(t) => {
-                let t = DateTime::<Utc>::from(t);
-                format!(
-                    "<td class=\"time\"><time datetime=\"{}\">{}</time></td>",
-                    t.format("%Y-%m-%dT%H:%M:%SZ"),
-                    t.format("%Y-%m-%d %H:%M:%S")
-                )
-            }
-            Err(_) => String::from("<td class=\"time\"></td>"),
-        };
-        let _ = writeln!(
-            html,
-            "<tr><td><a href=\"{}\">{}</a></td>{size}{time}</tr>",
-            escape(&href),
-            escape(&label)
-        );
+        }
+        Err(_) => String::from("<td class=\"time\"></td>"),
+    };
+    let _ = writeln!(
+        html,
+        "<tr><td><a href=\"{}\">{}</a></td>{size}{time}</tr>",
+        escape(&href),
+        escape(&label)
+    );
+}
+
+/// Renders the listing of the folder at `rel` (NFC, `/`-joined, `""` for
+/// the root) served under `prefix`: folders first, then files, by name.
+pub(crate) fn render(prefix: &str, rel: &str, mut entries: Vec<MfDirEntry>) -> String {
+    let segments: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+    entries.retain(|e| !is_apple_name(&e.name));
+    entries.sort_by(|a, b| {
+        b.meta
+            .is_dir()
+            .cmp(&a.meta.is_dir())
+            .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let mut html = String::with_capacity(1024 + entries.len() * 200);
+    page_head(&mut html, prefix, &segments);
+    let here = folder_href(prefix, &segments);
+    for e in &entries {
+        row(&mut html, &here, e);
     }
     html.push_str("</tbody>\n</table>\n</body>\n</html>\n");
     html
