@@ -1,12 +1,16 @@
 //! Modification times that clients set, kept because MediaFire cannot
 //! give them back.
 //!
-//! Three ways in:
+//! Two ways in:
 //! - `X-OC-Mtime: <unix seconds>` on PUT (rclone's `owncloud`/`nextcloud`
 //!   vendors, ownCloud-style clients); the answer says `X-OC-Mtime: accepted`;
 //! - `Win32LastModifiedTime` in a PROPPATCH (Windows Explorer), which
-//!   dav-server acknowledges with 200 but never hands to the filesystem;
-//! - `{DAV:}lastmodified` in a PROPPATCH (rclone's `SetModTime`).
+//!   dav-server acknowledges with 200 but never hands to the filesystem.
+//!
+//! Not (yet) a way in: ownCloud's PROPPATCH of `{DAV:}lastmodified` (newer
+//! rclone's `SetModTime`). dav-server 0.11 answers 403 for every DAV:
+//! property it does not know before the filesystem sees it; rclone then
+//! uploads the file again, with `X-OC-Mtime`.
 //!
 //! MediaFire lists creation times only (`mediafire-api.md` §9.9), so a time
 //! set here lives in `state_dir/mtimes.json`, keyed by path, and is tied to
@@ -213,20 +217,24 @@ pub(crate) fn parse_oc_mtime(value: &str) -> Option<SystemTime> {
     (secs <= MAX_SECS).then(|| from_secs(secs))
 }
 
-/// An HTTP date (RFC 1123, as Windows sends `Win32LastModifiedTime`) or,
-/// failing that, Unix seconds.
+/// An HTTP date (RFC 1123, as Windows sends `Win32LastModifiedTime`), an
+/// RFC 3339 time, or Unix seconds.
 fn parse_time_text(text: &str) -> Option<SystemTime> {
     let text = text.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc2822(text) {
-        let secs = u64::try_from(t.timestamp()).ok()?;
-        return (secs <= MAX_SECS).then(|| from_secs(secs));
+    let dated = chrono::DateTime::parse_from_rfc2822(text)
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text));
+    match dated {
+        Ok(t) => {
+            let secs = u64::try_from(t.timestamp()).ok()?;
+            (secs <= MAX_SECS).then(|| from_secs(secs))
+        }
+        Err(_) => parse_oc_mtime(text),
     }
-    parse_oc_mtime(text)
 }
 
-/// The modification time a PROPPATCH body sets, if it sets one:
-/// `Win32LastModifiedTime` (Microsoft namespace) or `{DAV:}lastmodified`.
-/// The last such `set` wins; a body that is not XML sets nothing.
+/// The modification time a PROPPATCH body sets, if it sets one: the
+/// `Win32LastModifiedTime` of the Microsoft namespace. The last such `set`
+/// wins; a body that is not XML sets nothing.
 pub(crate) fn proppatch_mtime(body: &[u8]) -> Option<SystemTime> {
     let tree = xmltree::Element::parse(body).ok()?;
     if tree.name != "propertyupdate" {
@@ -241,8 +249,7 @@ pub(crate) fn proppatch_mtime(body: &[u8]) -> Option<SystemTime> {
         for prop in props.filter(|e| e.name == "prop") {
             for p in prop.children.iter().filter_map(|n| n.as_element()) {
                 let ns = p.namespace.as_deref().unwrap_or("");
-                let wanted = (ns == NS_MS && p.name == "Win32LastModifiedTime")
-                    || (ns == "DAV:" && p.name == "lastmodified");
+                let wanted = ns == NS_MS && p.name == "Win32LastModifiedTime";
                 if wanted && let Some(t) = p.get_text().and_then(|t| parse_time_text(&t)) {
                     found = Some(t);
                 }
@@ -280,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn proppatch_finds_win32_and_dav_lastmodified() {
+    fn proppatch_finds_win32_last_modified_time() {
         let windows = br#"<?xml version="1.0" encoding="utf-8" ?>
 <D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop>
 <Z:Win32CreationTime>Mon, 06 Nov 2023 10:00:00 GMT</Z:Win32CreationTime>
@@ -289,17 +296,16 @@ mod tests {
 <Z:Win32FileAttributes>00000020</Z:Win32FileAttributes>
 </D:prop></D:set></D:propertyupdate>"#;
         assert_eq!(proppatch_mtime(windows), Some(from_secs(1_700_000_000)));
-
-        let rclone = br#"<?xml version="1.0" encoding="utf-8" ?>
-<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>
-<lastmodified xmlns="DAV:">1600000000</lastmodified>
-</D:prop></D:set></D:propertyupdate>"#;
-        assert_eq!(proppatch_mtime(rclone), Some(from_secs(1_600_000_000)));
+        let iso = br#"<propertyupdate xmlns="DAV:"><set><prop>
+<Win32LastModifiedTime xmlns="urn:schemas-microsoft-com:">2020-09-13T12:26:40Z</Win32LastModifiedTime>
+</prop></set></propertyupdate>"#;
+        assert_eq!(proppatch_mtime(iso), Some(from_secs(1_600_000_000)));
 
         // Same local name in another namespace, a remove, and junk: nothing.
-        let other = br#"<D:propertyupdate xmlns:D="DAV:" xmlns:X="urn:x"><D:set><D:prop>
+        let other = br#"<D:propertyupdate xmlns:D="DAV:" xmlns:X="urn:x" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop>
 <X:Win32LastModifiedTime>Tue, 14 Nov 2023 22:13:20 GMT</X:Win32LastModifiedTime>
-</D:prop></D:set><D:remove><D:prop><D:lastmodified/></D:prop></D:remove></D:propertyupdate>"#;
+<D:lastmodified>1600000000</D:lastmodified>
+</D:prop></D:set><D:remove><D:prop><Z:Win32LastModifiedTime/></D:prop></D:remove></D:propertyupdate>"#;
         assert_eq!(proppatch_mtime(other), None);
         assert_eq!(proppatch_mtime(b"not xml"), None);
     }
