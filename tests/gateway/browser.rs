@@ -100,43 +100,55 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver on a free port; tries another port if the one
+    /// picked was taken meanwhile.
     async fn start() -> Driver {
         let chromedriver = require_tool("chromedriver");
         require_tool("chromium");
-        let port = free_port();
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let driver = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-            _profile: tempfile::tempdir().unwrap(),
-        };
-        for _ in 0..100 {
-            let ready = driver
-                .http
-                .get(format!("{}/status", driver.base))
-                .send()
-                .await;
+        for _attempt in 0..3 {
+            let port = free_port();
+            let child = Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("chromedriver starts");
+            let mut driver = Driver {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .unwrap(),
+                _profile: tempfile::tempdir().unwrap(),
+            };
+            if driver.wait_ready().await {
+                return driver;
+            }
+        }
+        panic!("chromedriver did not become ready");
+    }
+
+    /// True once `/status` says ready; false if chromedriver exited or
+    /// took longer than 15 s.
+    async fn wait_ready(&mut self) -> bool {
+        for _ in 0..150 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let ready = self.http.get(format!("{}/status", self.base)).send().await;
             if let Ok(r) = ready
                 && let Ok(bytes) = r.bytes().await
                 && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
                 && v["value"]["ready"] == true
             {
-                return driver;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("chromedriver did not become ready");
+        false
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
