@@ -280,6 +280,24 @@ async fn finder_copy_keeps_apple_files_local_and_uploads_the_file_once() {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 
+    // Renaming in Finder moves the file and its AppleDouble companion.
+    for (from, to) in [
+        ("/Docs/report.txt", "/Docs/final.txt"),
+        ("/Docs/._report.txt", "/Docs/._final.txt"),
+    ] {
+        let resp = as_client(&server, FINDER, "MOVE", from)
+            .header("Destination", format!("{}{to}", server.url))
+            .header("Overwrite", "F")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{from}");
+    }
+    assert_eq!(get_body(&server, "/Docs/._final.txt").await.0, 200);
+    assert_eq!(get_body(&server, "/Docs/final.txt").await.0, 200);
+    assert_eq!(get_body(&server, "/Docs/report.txt").await.0, 404);
+    assert_eq!(files_on_mediafire(&server), 1);
+
     // A chunked body that stops short of its announced length is refused
     // and leaves nothing behind.
     let resp = as_client(&server, FINDER, "PUT", "/Docs/short.bin")
@@ -496,6 +514,38 @@ async fn explorer_proppatch_on_an_existing_file_sets_its_mtime() {
     assert_eq!(resp.status(), 207);
     let props = props_of(&server, WINDOWS, "/old.txt").await;
     assert_eq!(props["getlastmodified"], "Tue, 14 Nov 2023 22:13:20 GMT");
+}
+
+#[tokio::test]
+async fn explorer_overwrite_keeps_one_file_and_takes_the_new_times() {
+    let server = TestServer::start().await;
+    server.emulator.seed_file("/Budget.xlsx", b"old sheet");
+    let path = "/Budget.xlsx";
+    let (status, token) = lock(&server, WINDOWS, path).await;
+    assert_eq!(status, 200);
+    let resp = as_client(&server, WINDOWS, "PUT", path)
+        .header("If", format!("({token})"))
+        .body("new sheet, longer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = as_client(&server, WINDOWS, "PROPPATCH", path)
+        .header("If", format!("({token})"))
+        .body(WIN32_PATCH)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 207);
+    assert_eq!(unlock(&server, WINDOWS, path, &token).await, 204);
+    assert_eq!(files_on_mediafire(&server), 1);
+    assert_eq!(
+        get_body(&server, path).await,
+        (200, b"new sheet, longer".to_vec())
+    );
+    let props = props_of(&server, WINDOWS, path).await;
+    assert_eq!(props["getlastmodified"], "Tue, 14 Nov 2023 22:13:20 GMT");
+    assert_eq!(props["getcontentlength"], "17");
 }
 
 // ----------------------------------------------------------------- davfs2
