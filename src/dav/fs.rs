@@ -35,7 +35,7 @@ use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
 use super::file::MfFile;
 use super::meta::{MfDirEntry, MfMeta};
-use super::mtime::Mtimes;
+use super::mtime::{MTIME_NS, Mtimes};
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
 use super::props::Props;
@@ -732,8 +732,21 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, n = patch.len(), "fs: patch_props");
             let p = rel(path)?;
-            let done = self.shared.props.patch(&p, patch);
-            Ok(done.into_iter().map(|p| (StatusCode::OK, p)).collect())
+            // A moved `{DAV:}lastmodified` is a modification time, which
+            // `MfDav::proppatch` keeps; it is not a dead property.
+            let (times, dead): (Vec<_>, Vec<_>) = patch
+                .into_iter()
+                .partition(|(_, prop)| prop.namespace.as_deref() == Some(MTIME_NS));
+            let mut done: Vec<(StatusCode, DavProp)> = Vec::new();
+            if !dead.is_empty() {
+                let stored = self.shared.props.patch(&p, dead);
+                done.extend(stored.into_iter().map(|p| (StatusCode::OK, p)));
+            }
+            done.extend(times.into_iter().map(|(_, mut prop)| {
+                prop.xml = None;
+                (StatusCode::OK, prop)
+            }));
+            Ok(done)
         }
         .boxed()
     }

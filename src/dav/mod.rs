@@ -217,7 +217,8 @@ impl MfDav {
 
     /// PROPPATCH, read whole (dav-server buffers it anyway) so that a
     /// modification time in it can be kept: dav-server answers 200 for the
-    /// `Win32*` properties without storing them (see `mtime.rs`).
+    /// `Win32*` properties without storing them, and 403 for ownCloud's
+    /// `{DAV:}lastmodified` unless it is moved aside first (see `mtime.rs`).
     async fn proppatch<B>(&self, req: Request<B>) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -232,7 +233,11 @@ impl MfDav {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE);
             }
         };
-        let set = mtime::proppatch_mtime(&bytes);
+        let (bytes, dav_time) = match mtime::rewrite_lastmodified(&bytes) {
+            Some((moved, t)) => (bytes::Bytes::from(moved), Some(t)),
+            None => (bytes, None),
+        };
+        let set = mtime::proppatch_mtime(&bytes).or(dav_time);
         let req = Request::from_parts(parts, http_body_util::Full::new(bytes));
         let rel = self.rel_of(&req);
         let resp = self.dispatch(req, Prefetch::default(), None).await;
@@ -258,6 +263,13 @@ impl MfDav {
                 Err(e) => debug!(path = %rel, error = %e, "dav: PROPPATCH target vanished"),
             }
         }
+        let body = match dav_time {
+            // Name the property as the client did.
+            Some(_) => {
+                bytes::Bytes::from(String::from_utf8_lossy(&body).replace(mtime::MTIME_NS, "DAV:"))
+            }
+            None => body,
+        };
         Response::from_parts(parts, Body::from(body))
     }
 

@@ -1,16 +1,17 @@
 //! Modification times that clients set, kept because MediaFire cannot
 //! give them back.
 //!
-//! Two ways in:
+//! Three ways in:
 //! - `X-OC-Mtime: <unix seconds>` on PUT (rclone's `owncloud`/`nextcloud`
 //!   vendors, ownCloud-style clients); the answer says `X-OC-Mtime: accepted`;
 //! - `Win32LastModifiedTime` in a PROPPATCH (Windows Explorer), which
-//!   dav-server acknowledges with 200 but never hands to the filesystem.
-//!
-//! Not (yet) a way in: ownCloud's PROPPATCH of `{DAV:}lastmodified` (newer
-//! rclone's `SetModTime`). dav-server 0.11 answers 403 for every DAV:
-//! property it does not know before the filesystem sees it; rclone then
-//! uploads the file again, with `X-OC-Mtime`.
+//!   dav-server acknowledges with 200 but never hands to the filesystem;
+//! - ownCloud's PROPPATCH of `{DAV:}lastmodified` in Unix seconds (newer
+//!   rclone's `SetModTime`). dav-server 0.11 answers 403 for every DAV:
+//!   property it does not know, so [`rewrite_lastmodified`] moves it into
+//!   [`MTIME_NS`] first; dav-server then treats it as a dead property (with
+//!   its lock and `If` checks), the filesystem acknowledges it without
+//!   storing it, and the answer names it `DAV:` again.
 //!
 //! MediaFire lists creation times only (`mediafire-api.md` §9.9), so a time
 //! set here lives in `state_dir/mtimes.json`, keyed by path, and is tied to
@@ -49,6 +50,9 @@ use super::props::{read_json, write_json_atomic};
 
 /// The Microsoft namespace of the `Win32*` properties.
 const NS_MS: &str = "urn:schemas-microsoft-com:";
+
+/// The namespace `{DAV:}lastmodified` travels in through dav-server.
+pub(crate) const MTIME_NS: &str = "urn:x-mediafire-dav:lastmodified";
 
 /// Latest time accepted: 9999-12-31, past which HTTP dates stop making sense.
 const MAX_SECS: u64 = 253_402_300_799;
@@ -259,6 +263,53 @@ pub(crate) fn proppatch_mtime(body: &[u8]) -> Option<SystemTime> {
     found
 }
 
+/// The `prop` children of every `set` in a `propertyupdate` tree.
+fn set_props(tree: &mut xmltree::Element) -> impl Iterator<Item = &mut xmltree::Element> {
+    tree.children
+        .iter_mut()
+        .filter_map(|n| n.as_mut_element())
+        .filter(|e| e.name == "set")
+        .flat_map(|set| set.children.iter_mut().filter_map(|n| n.as_mut_element()))
+        .filter(|e| e.name == "prop")
+}
+
+/// A PROPPATCH body in which every `set` of `{DAV:}lastmodified` has been
+/// moved into [`MTIME_NS`], and the (last) time it sets; `None` when the
+/// body sets no readable `{DAV:}lastmodified`.
+pub(crate) fn rewrite_lastmodified(body: &[u8]) -> Option<(Vec<u8>, SystemTime)> {
+    let mut tree = xmltree::Element::parse(body).ok()?;
+    if tree.name != "propertyupdate" || tree.namespace.as_deref() != Some("DAV:") {
+        return None;
+    }
+    let mut found = None;
+    for prop in set_props(&mut tree) {
+        for node in prop.children.iter_mut() {
+            let Some(p) = node.as_mut_element() else {
+                continue;
+            };
+            if p.namespace.as_deref() != Some("DAV:") || p.name != "lastmodified" {
+                continue;
+            }
+            let Some(t) = p.get_text().and_then(|t| parse_time_text(&t)) else {
+                continue;
+            };
+            found = Some(t);
+            let mut moved = xmltree::Element::new("lastmodified");
+            moved.prefix = Some("mfdav".into());
+            moved.namespace = Some(MTIME_NS.into());
+            let mut ns = xmltree::Namespace::empty();
+            ns.put("mfdav", MTIME_NS);
+            moved.namespaces = Some(ns);
+            moved.children = std::mem::take(&mut p.children);
+            *p = moved;
+        }
+    }
+    let time = found?;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    tree.write(&mut out).ok()?;
+    Some((out, time))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +359,39 @@ mod tests {
 </D:prop></D:set><D:remove><D:prop><Z:Win32LastModifiedTime/></D:prop></D:remove></D:propertyupdate>"#;
         assert_eq!(proppatch_mtime(other), None);
         assert_eq!(proppatch_mtime(b"not xml"), None);
+    }
+
+    #[test]
+    fn dav_lastmodified_is_moved_out_of_the_dav_namespace() {
+        let rclone = br#"<?xml version="1.0" encoding="utf-8" ?>
+<D:propertyupdate xmlns:D="DAV:" xmlns:z="urn:z"><D:set><D:prop>
+<lastmodified xmlns="DAV:">1600000000</lastmodified><z:color>red</z:color>
+</D:prop></D:set></D:propertyupdate>"#;
+        let (body, t) = rewrite_lastmodified(rclone).unwrap();
+        assert_eq!(t, from_secs(1_600_000_000));
+        let tree = xmltree::Element::parse(&body[..]).unwrap();
+        let prop = tree.get_child("set").unwrap().get_child("prop").unwrap();
+        let names: Vec<(Option<&str>, &str, String)> = prop
+            .children
+            .iter()
+            .filter_map(|n| n.as_element())
+            .map(|e| {
+                let text = e.get_text().unwrap_or_default().to_string();
+                (e.namespace.as_deref(), e.name.as_str(), text)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Some(MTIME_NS), "lastmodified", "1600000000".to_string()),
+                (Some("urn:z"), "color", "red".to_string()),
+            ]
+        );
+        // Nothing to move, or nothing readable: left alone.
+        let plain = br#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>x</D:displayname></D:prop></D:set></D:propertyupdate>"#;
+        assert!(rewrite_lastmodified(plain).is_none());
+        let junk = br#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:lastmodified>soon</D:lastmodified></D:prop></D:set></D:propertyupdate>"#;
+        assert!(rewrite_lastmodified(junk).is_none());
     }
 
     #[test]

@@ -720,6 +720,53 @@ async fn rclone_x_oc_mtime_is_accepted_and_reported() {
     assert_eq!(props["getlastmodified"], "Sun, 13 Sep 2020 12:26:40 GMT");
 }
 
+/// Newer rclone (`SetModTime` with vendor owncloud or nextcloud) sets a time
+/// alone with a PROPPATCH of `{DAV:}lastmodified` in Unix seconds, and
+/// wants one 200 propstat back.
+#[tokio::test]
+async fn rclone_set_mod_time_by_proppatch_of_dav_lastmodified() {
+    let server = TestServer::start().await;
+    server.emulator.seed_file("/set.txt", b"x");
+    let body = r#"<?xml version="1.0" encoding="utf-8" ?>
+<D:propertyupdate xmlns:D="DAV:">
+ <D:set>
+  <D:prop>
+   <lastmodified xmlns="DAV:">1600000000</lastmodified>
+  </D:prop>
+ </D:set>
+</D:propertyupdate>
+"#;
+    let resp = as_client(&server, RCLONE, "PROPPATCH", "/set.txt")
+        .header("Content-Type", "application/xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 207);
+    let text = resp.text().await.unwrap();
+    let answer = responses(&text);
+    assert_eq!(answer.len(), 1, "{text}");
+    assert!(answer[0].1.contains_key("lastmodified"), "{text}");
+    assert!(!text.contains("x-mediafire-dav"), "{text}");
+    let props = props_of(&server, RCLONE, "/set.txt").await;
+    assert_eq!(props["getlastmodified"], "Sun, 13 Sep 2020 12:26:40 GMT");
+
+    // Not a dead property: allprop does not list it.
+    assert!(!props.contains_key("lastmodified"), "{props:?}");
+
+    // Under someone else's lock it is refused and changes nothing.
+    let (status, _token) = lock(&server, DAVFS2, "/set.txt").await;
+    assert_eq!(status, 200);
+    let resp = as_client(&server, RCLONE, "PROPPATCH", "/set.txt")
+        .body(body.replace("1600000000", "1500000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 423);
+    let props = props_of(&server, RCLONE, "/set.txt").await;
+    assert_eq!(props["getlastmodified"], "Sun, 13 Sep 2020 12:26:40 GMT");
+}
+
 /// rclone 1.60's `owncloud` vendor sends `X-OC-Mtime`; with it, `rclone
 /// copy` keeps modification times and a second copy uploads nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
