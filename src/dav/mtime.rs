@@ -14,7 +14,7 @@
 //!   storing it, and the answer names it `DAV:` again.
 //!
 //! MediaFire lists creation times only (`mediafire-api.md` §9.9), so a time
-//! set here lives in `state_dir/mtimes.json`, keyed by path, and is tied to
+//! set here lives in `state_dir/mtimes.jsonl`, keyed by path, and is tied to
 //! one version of the content: the ETag the entry had when the time was
 //! set. When the content changes elsewhere (another MediaFire client), the
 //! record no longer applies and MediaFire's time shows again.
@@ -35,6 +35,7 @@
 //! Records follow MOVE and COPY and go with DELETE, like dead properties.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,11 +43,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use super::cache::{is_within, rebase};
 use super::meta::MfMeta;
-use super::props::{read_json, write_json_atomic};
 
 /// The Microsoft namespace of the `Win32*` properties.
 const NS_MS: &str = "urn:schemas-microsoft-com:";
@@ -57,8 +57,12 @@ pub(crate) const MTIME_NS: &str = "urn:x-mediafire-dav:lastmodified";
 /// Latest time accepted: 9999-12-31, past which HTTP dates stop making sense.
 const MAX_SECS: u64 = 253_402_300_799;
 
+/// The journal is rewritten once it holds this many lines more than twice
+/// the live records.
+const COMPACT_SLACK: usize = 1000;
+
 /// One client-set time.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Record {
     /// Unix seconds.
     secs: u64,
@@ -68,9 +72,36 @@ struct Record {
 
 type RecordMap = BTreeMap<String, Record>;
 
+/// One line of the journal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Line {
+    Set {
+        path: String,
+        secs: u64,
+        etag: String,
+    },
+    Del {
+        path: String,
+    },
+}
+
+/// Client-set modification times, in memory and in the append-only journal
+/// `state_dir/mtimes.jsonl`: every change appends a line (a rclone sync of
+/// many files must not rewrite a growing file per upload), and the journal
+/// is compacted into one `set` line per record when it has grown to more
+/// than twice that. A torn last line (a crash mid-append) is skipped.
 pub(crate) struct Mtimes {
     file: PathBuf,
-    map: Mutex<RecordMap>,
+    inner: Mutex<Journal>,
+}
+
+struct Journal {
+    map: RecordMap,
+    /// Open for appending; `None` after a write failed (retried on the next
+    /// change by compacting).
+    log: Option<std::fs::File>,
+    lines: usize,
 }
 
 fn to_secs(t: SystemTime) -> u64 {
@@ -81,19 +112,109 @@ fn from_secs(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+fn open_append(file: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+}
+
+impl Journal {
+    fn apply(&mut self, line: Line) {
+        match line {
+            Line::Set { path, secs, etag } => {
+                self.map.insert(path, Record { secs, etag });
+            }
+            Line::Del { path } => {
+                self.map.remove(&path);
+            }
+        }
+    }
+}
+
 impl Mtimes {
     pub(crate) fn open(state_dir: &Path) -> Result<Mtimes> {
-        let file = state_dir.join("mtimes.json");
-        let map = read_json(&file)?;
-        Ok(Mtimes {
+        let file = state_dir.join("mtimes.jsonl");
+        let mut journal = Journal {
+            map: RecordMap::new(),
+            log: None,
+            lines: 0,
+        };
+        match std::fs::File::open(&file) {
+            Ok(f) => {
+                for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+                    let line =
+                        line.map_err(|e| Error::from(e).with_context("path", file.display()))?;
+                    match serde_json::from_str::<Line>(&line) {
+                        Ok(l) => journal.apply(l),
+                        Err(e) => {
+                            warn!(line = n + 1, error = %e, "mtimes: skipping an unreadable journal line")
+                        }
+                    }
+                    journal.lines += 1;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from(e).with_context("path", file.display())),
+        }
+        let mtimes = Mtimes {
             file,
-            map: Mutex::new(map),
-        })
+            inner: Mutex::new(journal),
+        };
+        mtimes.compact(&mut mtimes.inner.lock().unwrap())?;
+        Ok(mtimes)
     }
 
-    fn save(&self, map: &RecordMap) {
-        if let Err(e) = write_json_atomic(&self.file, map) {
-            warn!(error = %e, "mtimes: saving modification times failed");
+    /// Rewrites the journal as one line per record (temp file, fsync,
+    /// rename) and reopens it for appending.
+    fn compact(&self, j: &mut Journal) -> Result<()> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            for (path, r) in &j.map {
+                let line = Line::Set {
+                    path: path.clone(),
+                    secs: r.secs,
+                    etag: r.etag.clone(),
+                };
+                serde_json::to_writer(&mut w, &line).map_err(std::io::Error::other)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()?;
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.file)
+            .map_err(|e| Error::from(e.error).with_context("path", self.file.display()))?;
+        j.log = Some(open_append(&self.file)?);
+        j.lines = j.map.len();
+        Ok(())
+    }
+
+    /// Applies `lines` in order and appends them to the journal.
+    fn commit(&self, j: &mut Journal, lines: Vec<Line>) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut buf = Vec::new();
+        for l in &lines {
+            // Serialising plain strings and numbers cannot fail.
+            let _ = serde_json::to_writer(&mut buf, l);
+            buf.push(b'\n');
+        }
+        j.lines += lines.len();
+        for l in lines {
+            j.apply(l);
+        }
+        let appended = match j.log.as_mut() {
+            Some(f) => f.write_all(&buf).is_ok(),
+            None => false,
+        };
+        if !appended || j.lines > 2 * j.map.len() + COMPACT_SLACK {
+            if let Err(e) = self.compact(j) {
+                j.log = None;
+                warn!(error = %e, "mtimes: saving modification times failed");
+            }
         }
     }
 
@@ -102,8 +223,8 @@ impl Mtimes {
         if meta.is_dir {
             return meta;
         }
-        let map = self.map.lock().unwrap();
-        if let Some(r) = map.get(path)
+        let j = self.inner.lock().unwrap();
+        if let Some(r) = j.map.get(path)
             && r.etag == meta.etag
         {
             meta.modified = from_secs(r.secs);
@@ -114,16 +235,15 @@ impl Mtimes {
     /// Records `time` as the modification time of the content `meta`
     /// describes at `path`.
     pub(crate) fn set(&self, path: &str, time: SystemTime, meta: &MfMeta) {
-        let record = Record {
-            secs: to_secs(time),
-            etag: meta.etag.clone(),
+        let (secs, etag) = (to_secs(time), meta.etag.clone());
+        debug!(path, secs, etag = %etag, "mtimes: set");
+        let mut j = self.inner.lock().unwrap();
+        let line = Line::Set {
+            path: path.to_string(),
+            secs,
+            etag,
         };
-        debug!(path, secs = record.secs, etag = %record.etag, "mtimes: set");
-        let mut map = self.map.lock().unwrap();
-        if map.get(path) != Some(&record) {
-            map.insert(path.to_string(), record);
-            self.save(&map);
-        }
+        self.commit(&mut j, vec![line]);
     }
 
     /// After new content was written to `path` (see the module docs for the
@@ -136,8 +256,9 @@ impl Mtimes {
         after: MfMeta,
         explicit: Option<SystemTime>,
     ) -> MfMeta {
-        let mut map = self.map.lock().unwrap();
-        let carried = map.get(path).and_then(|r| {
+        let mut j = self.inner.lock().unwrap();
+        let old = j.map.get(path).cloned();
+        let carried = old.as_ref().and_then(|r| {
             let b = before?;
             (b.len == 0 && !b.is_dir && r.etag == b.etag).then_some(r.secs)
         });
@@ -146,60 +267,66 @@ impl Mtimes {
             .map(to_secs)
             .or(carried)
             .or_else(|| rewritten.then(|| to_secs(SystemTime::now())));
-        let changed = match secs {
-            Some(secs) => {
-                let record = Record {
-                    secs,
-                    etag: after.etag.clone(),
-                };
-                map.insert(path.to_string(), record.clone()) != Some(record)
-            }
-            None => map.remove(path).is_some(),
+        let path_s = path.to_string();
+        let line = match secs {
+            Some(secs) => Some(Line::Set {
+                path: path_s,
+                secs,
+                etag: after.etag.clone(),
+            }),
+            None => old.map(|_| Line::Del { path: path_s }),
         };
-        if changed {
-            self.save(&map);
-        }
-        drop(map);
+        self.commit(&mut j, line.into_iter().collect());
+        drop(j);
         self.apply(path, after)
     }
 
     /// Moves the records of `from` and everything below it to `to`.
     pub(crate) fn rename(&self, from: &str, to: &str) {
-        let mut map = self.map.lock().unwrap();
-        let moved: Vec<String> = map.keys().filter(|k| is_within(k, from)).cloned().collect();
-        let replaced = map.keys().any(|k| is_within(k, to));
-        if moved.is_empty() && !replaced {
-            return;
-        }
-        map.retain(|k, _| !is_within(k, to) || is_within(k, from));
-        for old in moved {
-            if let Some(v) = map.remove(&old) {
-                map.insert(rebase(&old, from, to), v);
+        let mut j = self.inner.lock().unwrap();
+        let mut lines = Vec::new();
+        for (k, r) in &j.map {
+            if is_within(k, from) {
+                lines.push(Line::Del { path: k.clone() });
+                lines.push(Line::Set {
+                    path: rebase(k, from, to),
+                    secs: r.secs,
+                    etag: r.etag.clone(),
+                });
+            } else if is_within(k, to) {
+                // What the destination held is gone.
+                lines.insert(0, Line::Del { path: k.clone() });
             }
         }
-        self.save(&map);
+        self.commit(&mut j, lines);
     }
 
     /// Copies the record of the single entry `from` to `to`.
     pub(crate) fn copy(&self, from: &str, to: &str) {
-        let mut map = self.map.lock().unwrap();
-        let changed = match map.get(from).cloned() {
-            Some(r) => map.insert(to.to_string(), r.clone()) != Some(r),
-            None => map.remove(to).is_some(),
+        let mut j = self.inner.lock().unwrap();
+        let line = match j.map.get(from) {
+            Some(r) => Some(Line::Set {
+                path: to.to_string(),
+                secs: r.secs,
+                etag: r.etag.clone(),
+            }),
+            None => j.map.contains_key(to).then(|| Line::Del {
+                path: to.to_string(),
+            }),
         };
-        if changed {
-            self.save(&map);
-        }
+        self.commit(&mut j, line.into_iter().collect());
     }
 
     /// Drops the records of `path` and everything below it.
     pub(crate) fn remove(&self, path: &str) {
-        let mut map = self.map.lock().unwrap();
-        let before = map.len();
-        map.retain(|k, _| !is_within(k, path));
-        if map.len() != before {
-            self.save(&map);
-        }
+        let mut j = self.inner.lock().unwrap();
+        let lines = j
+            .map
+            .keys()
+            .filter(|k| is_within(k, path))
+            .map(|k| Line::Del { path: k.clone() })
+            .collect();
+        self.commit(&mut j, lines);
     }
 }
 
@@ -413,6 +540,31 @@ mod tests {
         assert_eq!(m.apply("c", file_meta("h-1", 5)).modified, t);
         m.remove("b");
         assert_eq!(m.apply("b/f", file_meta("h-1", 5)).modified, UNIX_EPOCH);
+    }
+
+    #[test]
+    fn the_journal_appends_compacts_and_survives_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mtimes.jsonl");
+        let m = Mtimes::open(dir.path()).unwrap();
+        // One path rewritten many times: appends, then a compaction.
+        for i in 0..(COMPACT_SLACK as u64 + 10) {
+            m.set("f", from_secs(i), &file_meta("h-1", 1));
+        }
+        m.set("g", from_secs(7), &file_meta("h-2", 2));
+        let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+        assert!(lines < 20, "journal not compacted: {lines} lines");
+        // A crash mid-append leaves half a line.
+        let mut f = open_append(&file).unwrap();
+        f.write_all(b"{\"op\":\"set\",\"path\":\"h\",\"se").unwrap();
+        drop((f, m));
+
+        let m = Mtimes::open(dir.path()).unwrap();
+        let last = from_secs(COMPACT_SLACK as u64 + 9);
+        assert_eq!(m.apply("f", file_meta("h-1", 1)).modified, last);
+        assert_eq!(m.apply("g", file_meta("h-2", 2)).modified, from_secs(7));
+        assert_eq!(m.apply("h", file_meta("h-3", 3)).modified, UNIX_EPOCH);
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
     }
 
     #[test]
