@@ -913,4 +913,19 @@ async fn destinations_on_the_public_url_work_behind_a_proxy() {
     let mut names: Vec<&str> = found.iter().map(|(h, _)| h.as_str()).collect();
     names.sort();
     assert_eq!(names, ["/dav/", "/dav/b #c.txt", "/dav/direct.txt"]);
+
+    // The browser listing's links stay under the public path.
+    let page = server
+        .req("GET", "/dav/")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<a href=\"/dav/b%20%23c.txt\">b #c.txt</a>"),
+        "{page}"
+    );
+    assert!(page.contains("<a href=\"/dav/\">/dav</a>"), "{page}");
 }
