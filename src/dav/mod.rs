@@ -11,7 +11,10 @@
 //!   207, because dav-server swallows `read_dir` errors and would report an
 //!   empty folder (the cache makes the second listing free);
 //! - turns the 500 dav-server makes of `FsError::GeneralFailure` into the
-//!   502/503 the error kind asks for (see `error.rs`).
+//!   502/503 the error kind asks for (see `error.rs`);
+//! - answers GET on a folder with its own HTML listing (`index.rs`);
+//! - keeps the modification times clients set: `X-OC-Mtime` on PUT (answered
+//!   `X-OC-Mtime: accepted`) and the times in a PROPPATCH (`mtime.rs`).
 //!
 //! Not here: authentication, `/healthz` and metrics (the server does them),
 //! and any knowledge of MediaFire's URLs or tokens (the `Remote` hides them).
@@ -230,7 +233,14 @@ impl MfDav {
             Ok(c) => c.to_bytes(),
             Err(e) => {
                 debug!(error = %e, "dav: PROPPATCH body unreadable or too large");
-                return plain(StatusCode::PAYLOAD_TOO_LARGE);
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                return plain(if too_large {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                });
             }
         };
         let (bytes, dav_time) = match mtime::rewrite_lastmodified(&bytes) {
