@@ -114,7 +114,7 @@ pub fn render_dav(stats: &DavStats, out: &mut Exposition) {
     );
     out.gauge(
         "mediafire_dav_uploads_in_flight",
-        "PUTs being spooled or uploaded now.",
+        "Uploads to MediaFire in progress (PUT bodies already spooled, being committed).",
         stats.uploads_in_flight as f64,
     );
     out.counter(

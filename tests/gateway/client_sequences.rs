@@ -313,6 +313,33 @@ async fn finder_copy_keeps_apple_files_local_and_uploads_the_file_once() {
 }
 
 #[tokio::test]
+async fn with_upload_apple_files_finder_files_go_to_mediafire() {
+    let server = TestServer::start_with(Options {
+        args: mediafire_dav::config::ServeArgs {
+            upload_apple_files: true,
+            ..Default::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    for name in ["._photo.jpg", ".DS_Store"] {
+        let resp = as_client(&server, FINDER, "PUT", &format!("/{name}"))
+            .header("X-Expected-Entity-Length", "4")
+            .body(chunked(b"fork", 2))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{name}: {}", resp.status());
+    }
+    assert_eq!(
+        files_on_mediafire(&server),
+        2,
+        "{}",
+        server.emulator.stats()
+    );
+}
+
+#[tokio::test]
 async fn nfd_names_reach_the_nfc_entry_and_never_make_a_twin() {
     let server = TestServer::start().await;
     // Stored in NFC on MediaFire, asked for in NFD (what macOS sends).
