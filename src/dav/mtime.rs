@@ -210,11 +210,10 @@ impl Mtimes {
             Some(f) => f.write_all(&buf).is_ok(),
             None => false,
         };
-        if !appended || j.lines > 2 * j.map.len() + COMPACT_SLACK {
-            if let Err(e) = self.compact(j) {
-                j.log = None;
-                warn!(error = %e, "mtimes: saving modification times failed");
-            }
+        let due = !appended || j.lines > 2 * j.map.len() + COMPACT_SLACK;
+        if due && let Err(e) = self.compact(j) {
+            j.log = None;
+            warn!(error = %e, "mtimes: saving modification times failed");
         }
     }
 
