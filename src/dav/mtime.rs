@@ -232,8 +232,12 @@ impl Mtimes {
     }
 
     /// Records `time` as the modification time of the content `meta`
-    /// describes at `path`.
+    /// describes at `path`. Folders keep MediaFire's time (their listing
+    /// changes under them anyway), so a time set on one is dropped.
     pub(crate) fn set(&self, path: &str, time: SystemTime, meta: &MfMeta) {
+        if meta.is_dir {
+            return;
+        }
         let (secs, etag) = (to_secs(time), meta.etag.clone());
         debug!(path, secs, etag = %etag, "mtimes: set");
         let mut j = self.inner.lock().unwrap();
