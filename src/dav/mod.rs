@@ -177,7 +177,11 @@ impl MfDav {
             }
             _ => None,
         };
+        let options = req.method() == Method::OPTIONS;
         let mut resp = self.dispatch(req, prefetch, oc_mtime).await;
+        if options {
+            drop_partial_update_class(&mut resp);
+        }
         if oc_mtime.is_some() && resp.status().is_success() {
             resp.headers_mut()
                 .insert("x-oc-mtime", HeaderValue::from_static("accepted"));
@@ -407,6 +411,23 @@ impl MfDav {
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// dav-server always advertises `sabredav-partialupdate` in `DAV:`, but PATCH
+/// is refused here (MediaFire cannot change part of a file); a client that
+/// believed it (webdavfs does) would fail every write.
+fn drop_partial_update_class(resp: &mut Response<Body>) {
+    let Some(dav) = resp.headers().get("dav").and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let classes: Vec<&str> = dav
+        .split(',')
+        .map(str::trim)
+        .filter(|c| *c != "sabredav-partialupdate")
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&classes.join(",")) {
+        resp.headers_mut().insert("dav", v);
     }
 }
 

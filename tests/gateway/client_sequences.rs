@@ -185,6 +185,8 @@ async fn finder_mounts_writable_and_sees_quota() {
     assert_eq!(resp.status(), 200);
     let dav = resp.headers()["dav"].to_str().unwrap().to_string();
     assert!(dav.split(',').any(|c| c.trim() == "2"), "DAV: {dav}");
+    // No partial updates: MediaFire cannot change part of a file.
+    assert!(!dav.contains("partialupdate"), "DAV: {dav}");
 
     let quota = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:propfind xmlns:D="DAV:"><D:prop><D:quota-available-bytes/><D:quota-used-bytes/></D:prop></D:propfind>"#;
