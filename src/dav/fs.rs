@@ -204,7 +204,10 @@ impl Shared {
         serialized(&self.uploads, path, async {
             let before = self.find(path).await?.map(|f| f.meta());
             let after = self.commit_locked(path, spool, size, sha256, mtime).await?;
-            Ok(self.mtimes.after_write(path, before.as_ref(), after, mtime))
+            let local = self.overlay.get(path).is_some();
+            Ok(self
+                .mtimes
+                .after_write(path, before.as_ref(), after, mtime, local))
         })
         .await
     }

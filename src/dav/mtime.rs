@@ -250,14 +250,17 @@ impl Mtimes {
     }
 
     /// After new content was written to `path` (see the module docs for the
-    /// rules). `before` is what the path held, `after` what it holds now.
-    /// Returns `after` with the time that now applies.
+    /// rules). `before` is what the path held, `after` what it holds now;
+    /// `local` says the content went to the overlay, whose entries carry
+    /// their own write time (so a rewrite needs no stamp there). Returns
+    /// `after` with the time that now applies.
     pub(crate) fn after_write(
         &self,
         path: &str,
         before: Option<&MfMeta>,
         after: MfMeta,
         explicit: Option<SystemTime>,
+        local: bool,
     ) -> MfMeta {
         let mut j = self.inner.lock().unwrap();
         let old = j.map.get(path).cloned();
@@ -265,7 +268,7 @@ impl Mtimes {
             let b = before?;
             (b.len == 0 && !b.is_dir && r.etag == b.etag).then_some(r.secs)
         });
-        let rewritten = before.is_some_and(|b| !b.is_dir && b.len > 0);
+        let rewritten = !local && before.is_some_and(|b| !b.is_dir && b.len > 0);
         let secs = explicit
             .map(to_secs)
             .or(carried)
@@ -577,22 +580,26 @@ mod tests {
         let t = from_secs(1_000_000);
         let empty = file_meta("l-0-1", 0);
         m.set("f", t, &empty);
-        let after = m.after_write("f", Some(&empty), file_meta("h-9", 9), None);
+        let after = m.after_write("f", Some(&empty), file_meta("h-9", 9), None, false);
         assert_eq!(after.modified, t);
 
         // A plain rewrite of real content is stamped with the time of the write.
         let full = file_meta("h-9", 9);
         let start = SystemTime::now() - Duration::from_secs(1);
-        let after = m.after_write("f", Some(&full), file_meta("h-8", 8), None);
+        let after = m.after_write("f", Some(&full), file_meta("h-8", 8), None, false);
         assert!(after.modified >= start, "{:?}", after.modified);
 
+        // A rewrite kept in the overlay has its own time.
+        let local = m.after_write("o", Some(&full), file_meta("h-5", 5), None, true);
+        assert_eq!(local.modified, UNIX_EPOCH);
+
         // A new file needs no record.
-        let after = m.after_write("g", None, file_meta("h-6", 6), None);
+        let after = m.after_write("g", None, file_meta("h-6", 6), None, false);
         assert_eq!(after.modified, UNIX_EPOCH);
 
         // An explicit time always wins.
         let t2 = from_secs(2_000_000);
-        let after = m.after_write("f", None, file_meta("h-7", 7), Some(t2));
+        let after = m.after_write("f", None, file_meta("h-7", 7), Some(t2), false);
         assert_eq!(after.modified, t2);
     }
 }
