@@ -1,5 +1,6 @@
 //! The WebDAV adapter over the in-memory remote, on 127.0.0.1:PORT, for
 //! litmus and manual tests: `cargo run --example dav_mem -- 8099 [STATE_DIR]`.
+//! `DAV_MEM_PREFIX=/dav` serves under a URL prefix.
 //! No auth, no metrics: only `MfDav::handle` behind a bare hyper server.
 
 use std::convert::Infallible;
@@ -29,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = DavConfig {
         state_dir: state.clone(),
+        prefix: std::env::var("DAV_MEM_PREFIX").unwrap_or_default(),
         ..DavConfig::default()
     };
     let dav = MfDav::new(Arc::new(MemoryRemote::new()), config)?;

@@ -76,6 +76,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}{}/", built.settings.prefix);
     tracing::info!(%url, "serving WebDAV");
+    // One machine-readable line on stdout (logs go to stderr), so scripts and
+    // tests that ask for port 0 learn the address.
+    println!("mediafire-dav: serving WebDAV at {url}");
     if built.settings.demo {
         let creds = built
             .settings
@@ -83,7 +86,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .as_ref()
             .expect("demo always has credentials");
         println!(
-            "mediafire-dav demo: WebDAV at {url}  user: {}  password: {}",
+            "  demo account (built-in emulator): user {}, password {}",
             creds.user, creds.pass
         );
         println!(

@@ -272,9 +272,8 @@ fn check(rel: &str) -> bool {
         // ---- uploads -------------------------------------------------------
         "upload/check-duplicate-with-resumable-bitmap.json" => {
             let c: UploadCheckResponse = ok(rel);
-            assert!(
-                c.hash_exists && c.in_account && c.in_folder && c.file_exists && !c.different_hash
-            );
+            assert!(c.hash_exists && c.in_account && c.in_folder && c.file_exists);
+            assert_eq!(c.different_hash, Some(false));
             assert_eq!(c.duplicate_quickkey.as_deref(), Some("q1w2e3r4t5y6u7i"));
             assert_eq!(c.available_space, Some(19024902978));
             let rs = c.resumable_upload.expect("resumable_upload");
@@ -289,7 +288,8 @@ fn check(rel: &str) -> bool {
         }
         "upload/check-file-exists-same-hash.json" => {
             let c: UploadCheckResponse = ok(rel);
-            assert!(c.file_exists && c.hash_exists && c.in_folder && !c.different_hash);
+            assert!(c.file_exists && c.hash_exists && c.in_folder);
+            assert_eq!(c.different_hash, None, "1.2 reply without the flag");
             assert_eq!(c.duplicate_quickkey.as_deref(), Some("123456789012345"));
             assert!(c.resumable_upload.is_none() && !c.storage_limit_exceeded);
         }

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{FileInfo, FolderInfo, ROOT, Remote};
+use crate::remote::{DeviceStatus, FileInfo, FolderInfo, ROOT, Remote};
 
 use super::nfc;
 
@@ -85,8 +85,8 @@ pub(crate) struct Cache {
     dirs: DashMap<String, Dir>,
     /// Single-flight per folder path, so N concurrent PROPFINDs list once.
     fetching: KeyLocks,
-    /// Newest device revision seen, and when.
-    device: Mutex<Option<(u64, Instant)>>,
+    /// Newest device status seen, and when.
+    device: Mutex<Option<(DeviceStatus, Instant)>>,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
 }
@@ -177,8 +177,12 @@ impl Cache {
     async fn revalidate(&self, path: &str, tag: Option<u64>) -> bool {
         let Some(tag) = tag else { return false };
         let window = REVALIDATE_WINDOW.min(self.ttl / 4);
-        let now = match self.device_revision(Some(window)).await {
-            Ok(rev) => rev,
+        let now = match self.device_status(Some(window)).await {
+            Ok(s) if s.async_jobs_in_progress => {
+                debug!(path, "cache: MediaFire jobs still running, re-listing");
+                return false;
+            }
+            Ok(s) => s.revision,
             Err(e) => {
                 debug!(path, error = %e, "cache: revalidation failed, re-listing");
                 return false;
@@ -209,8 +213,13 @@ impl Cache {
     }
 
     async fn fetch(&self, path: &str, key: &str) -> Result<()> {
-        // The tag must be read before the listing (see module docs).
-        let tag = self.device_revision(None).await.ok();
+        // The tag must be read before the listing (see module docs). While
+        // MediaFire still runs jobs (a folder copy, a trash) the listing may
+        // change without us: no tag, so the next revalidation re-lists.
+        let tag = match self.device_status(None).await {
+            Ok(s) if !s.async_jobs_in_progress => Some(s.revision),
+            _ => None,
+        };
         self.misses.fetch_add(1, Ordering::Relaxed);
         debug!(path, folder_key = key, "cache: listing folder");
         let listing = match self.remote.list_folder(key).await {
@@ -244,18 +253,18 @@ impl Cache {
         Ok(())
     }
 
-    /// The newest device revision, asking MediaFire when the one we have is
+    /// The newest device status, asking MediaFire when the one we have is
     /// older than `max_age` (or missing).
-    async fn device_revision(&self, max_age: Option<Duration>) -> Result<u64> {
+    async fn device_status(&self, max_age: Option<Duration>) -> Result<DeviceStatus> {
         let known = *self.device.lock().unwrap();
-        if let Some((rev, at)) = known
+        if let Some((status, at)) = known
             && max_age.is_none_or(|m| at.elapsed() < m)
         {
-            return Ok(rev);
+            return Ok(status);
         }
         let status = self.remote.device_status().await?;
-        *self.device.lock().unwrap() = Some((status.revision, Instant::now()));
-        Ok(status.revision)
+        *self.device.lock().unwrap() = Some((status, Instant::now()));
+        Ok(status)
     }
 
     /// The key of the folder at `path` (listing it if needed).
@@ -296,12 +305,29 @@ impl Cache {
         if let Some(mut d) = self.dirs.get_mut(parent) {
             d.children.insert(nfc(node.name()), node);
         }
+        self.bump(parent);
+    }
+
+    /// Counts a change inside the folder at `path` in its cached revision,
+    /// so its ETag changes before MediaFire's new revision is listed.
+    fn bump(&self, path: &str) {
+        if path.is_empty() {
+            return;
+        }
+        let (parent, name) = split(path);
+        // Never called while another entry of `dirs` is borrowed (one shard
+        // lock at a time, or DashMap deadlocks).
+        if let Some(mut d) = self.dirs.get_mut(parent)
+            && let Some(Node::Folder(f)) = d.children.get_mut(name)
+        {
+            f.revision += 1;
+        }
     }
 
     /// Records a folder this server just created: it is known to be empty.
     pub(crate) fn insert_new_folder(&self, parent: &str, folder: FolderInfo) {
         let path = join(parent, &nfc(&folder.name));
-        let tag = self.device.lock().unwrap().map(|(r, _)| r);
+        let tag = self.device.lock().unwrap().map(|(s, _)| s.revision);
         let dir = Dir {
             key: folder.key.clone(),
             children: HashMap::new(),
@@ -323,6 +349,7 @@ impl Cache {
         if let Some(mut d) = self.dirs.get_mut(parent) {
             d.children.remove(&nfc(name));
         }
+        self.bump(parent);
     }
 
     /// Drops one folder's listing; the next use re-lists it.
@@ -399,6 +426,18 @@ mod tests {
         // A change elsewhere forces a re-list at the next expiry.
         remote.touch();
         tokio::time::sleep(Duration::from_millis(250)).await;
+        cache.ensure("").await.unwrap();
+        assert_eq!(remote.calls("list_folder"), 2);
+    }
+
+    #[tokio::test]
+    async fn running_jobs_defeat_revalidation() {
+        let remote = Arc::new(MemoryRemote::new());
+        let cache = Cache::new(remote.clone(), Duration::from_millis(100));
+        remote.set_jobs_running(true);
+        cache.ensure("").await.unwrap();
+        remote.set_jobs_running(false);
+        tokio::time::sleep(Duration::from_millis(150)).await;
         cache.ensure("").await.unwrap();
         assert_eq!(remote.calls("list_folder"), 2);
     }

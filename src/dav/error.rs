@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind};
 /// | Local         | InsufficientStorage | 507: spool or state disk trouble, usually a full disk |
 /// | Auth          | GeneralFailure      | 503 (dead credentials: the operator must act) |
 /// | RateLimited   | GeneralFailure      | 503 with `Retry-After` |
-/// | Transient     | GeneralFailure      | 502 |
+/// | Transient     | GeneralFailure      | 502, or 504 when the cause is a timeout |
 /// | Permanent     | GeneralFailure      | 502 (MediaFire refused; not our bug) |
 /// | Cancelled     | GeneralFailure      | 503 |
 pub(crate) fn to_fs_error(e: &Error) -> FsError {
@@ -51,24 +51,46 @@ pub(crate) fn to_fs_error(e: &Error) -> FsError {
 
 /// The status `handle` answers instead of the 500 dav-server makes of
 /// `GeneralFailure`; `None` when the `FsError` already says it.
-pub(crate) fn override_status(kind: ErrorKind) -> Option<StatusCode> {
-    match kind {
+pub(crate) fn override_status(e: &Error) -> Option<StatusCode> {
+    match e.kind() {
         ErrorKind::Auth | ErrorKind::RateLimited | ErrorKind::Cancelled => {
             Some(StatusCode::SERVICE_UNAVAILABLE)
         }
+        ErrorKind::Transient if is_timeout(e) => Some(StatusCode::GATEWAY_TIMEOUT),
         ErrorKind::Transient | ErrorKind::Permanent => Some(StatusCode::BAD_GATEWAY),
         _ => None,
     }
 }
 
+/// Whether a failure was MediaFire not answering in time: an I/O or reqwest
+/// timeout anywhere in the source chain. The seam has no `Timeout` kind, so
+/// this is the one place that looks inside.
+fn is_timeout(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if let Some(r) = c.downcast_ref::<reqwest::Error>()
+            && r.is_timeout()
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// The status for a failure answered directly by `handle` (pre-listing).
-pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
-    match kind {
+pub(crate) fn status_for(e: &Error) -> StatusCode {
+    match e.kind() {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::AlreadyExists => StatusCode::CONFLICT,
         ErrorKind::Forbidden | ErrorKind::InvalidName => StatusCode::FORBIDDEN,
         ErrorKind::QuotaExceeded | ErrorKind::Local => StatusCode::INSUFFICIENT_STORAGE,
-        other => override_status(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        _ => override_status(e).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
@@ -80,7 +102,7 @@ pub(crate) struct Failure(Arc<Mutex<Option<StatusCode>>>);
 impl Failure {
     /// Converts `e`, remembering the override status if its kind has one.
     pub(crate) fn convert(&self, e: &Error) -> FsError {
-        if let Some(status) = override_status(e.kind()) {
+        if let Some(status) = override_status(e) {
             self.set(status);
         }
         to_fs_error(e)
@@ -107,15 +129,13 @@ mod tests {
         assert_eq!(fs(ErrorKind::InvalidName), FsError::Forbidden);
         assert_eq!(fs(ErrorKind::QuotaExceeded), FsError::InsufficientStorage);
         assert_eq!(fs(ErrorKind::Auth), FsError::GeneralFailure);
-        assert_eq!(
-            override_status(ErrorKind::Auth),
-            Some(StatusCode::SERVICE_UNAVAILABLE)
-        );
-        assert_eq!(
-            override_status(ErrorKind::Transient),
-            Some(StatusCode::BAD_GATEWAY)
-        );
-        assert_eq!(override_status(ErrorKind::NotFound), None);
+        let over = |k| override_status(&Error::new(k, "x"));
+        assert_eq!(over(ErrorKind::Auth), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(over(ErrorKind::Transient), Some(StatusCode::BAD_GATEWAY));
+        assert_eq!(over(ErrorKind::NotFound), None);
+        let timeout = Error::new(ErrorKind::Transient, "x")
+            .with_source(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(override_status(&timeout), Some(StatusCode::GATEWAY_TIMEOUT));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `MfFile`: dav-server's `DavFile` for reads and spooled writes.
 //!
-//! Reads: `open` is lazy; the first `read_bytes` opens one download stream
-//! at the current offset and later reads drain it. Only a `seek` to another
-//! offset drops the stream (dav-server seeks once per range), so a GET costs
-//! one upstream request and a HEAD none. `read_bytes` never returns more
-//! than asked, and a stream ending early is an error, never a short read
-//! (dav-server would pad it with zeros).
+//! Reads: `open` is lazy; the first `read_bytes` takes the stream `handle`
+//! prefetched for this offset, or opens one download there, and later reads
+//! drain it. Only a `seek` to another offset drops the stream (dav-server
+//! seeks once per range), so a GET costs one upstream request and a HEAD
+//! none. `read_bytes` never returns more than asked, and a stream ending
+//! early is an error, never a short read (dav-server would pad it with
+//! zeros). Overlay files are read from their local blob.
 //!
 //! Writes: the body goes to a tempfile in `spool_dir` (created on the first
 //! byte) while SHA-256 is computed, so memory stays bounded. dav-server has
@@ -35,6 +36,9 @@ use super::error::Failure;
 use super::fs::{Prefetch, Shared};
 use super::meta::MfMeta;
 
+/// Name prefix of spool files, so a sweep after a crash finds only ours.
+pub(crate) const SPOOL_PREFIX: &str = "mfdav-put-";
+
 pub(crate) struct MfFile {
     mode: Mode,
     shared: Arc<Shared>,
@@ -42,9 +46,10 @@ pub(crate) struct MfFile {
 }
 
 enum Mode {
-    /// An overlay entry, read whole (overlay files are small).
+    /// An overlay entry, read from its blob.
     Local {
-        data: Bytes,
+        blob: Option<std::fs::File>,
+        size: u64,
         pos: u64,
         meta: MfMeta,
     },
@@ -54,8 +59,6 @@ enum Mode {
 
 struct Reader {
     info: FileInfo,
-    /// What `metadata` reports (with a client-set modification time).
-    meta: MfMeta,
     prefetch: Prefetch,
     pos: u64,
     /// `Mutex` only to make the `!Sync` stream `Sync`; always reached
@@ -68,7 +71,6 @@ struct Reader {
 struct Writer {
     path: String,
     expected: Option<u64>,
-    /// The client's modification time for the new content.
     mtime: Option<SystemTime>,
     spool: Option<(tokio::fs::File, TempPath)>,
     hasher: Sha256,
@@ -100,9 +102,15 @@ fn is_disk_full(e: &std::io::Error) -> bool {
 }
 
 impl MfFile {
-    pub(crate) fn local(data: Bytes, meta: MfMeta, shared: Arc<Shared>) -> MfFile {
+    pub(crate) fn local(blob: Option<std::fs::File>, meta: MfMeta, shared: Arc<Shared>) -> MfFile {
+        let size = meta.len;
         MfFile {
-            mode: Mode::Local { data, pos: 0, meta },
+            mode: Mode::Local {
+                blob,
+                size,
+                pos: 0,
+                meta,
+            },
             shared,
             failure: Failure::default(),
         }
@@ -110,14 +118,12 @@ impl MfFile {
 
     pub(crate) fn remote(
         info: FileInfo,
-        meta: MfMeta,
         shared: Arc<Shared>,
         failure: Failure,
         prefetch: Prefetch,
     ) -> MfFile {
         let reader = Reader {
             info,
-            meta,
             prefetch,
             pos: 0,
             stream: Mutex::new(None),
@@ -215,7 +221,7 @@ impl MfFile {
         }
         if w.spool.is_none() {
             let tmp = tempfile::Builder::new()
-                .prefix("put-")
+                .prefix(SPOOL_PREFIX)
                 .tempfile_in(&self.shared.config.spool_dir)
                 .map_err(|e| spool_error(&self.failure, e, &w.path))?;
             let (file, path) = tmp.into_parts();
@@ -280,6 +286,39 @@ impl MfFile {
     }
 }
 
+/// Reads up to `count` bytes of a local blob at `*pos`. Blobs are small
+/// Finder files, so the blocking read is short.
+fn read_blob(
+    blob: Option<&std::fs::File>,
+    size: u64,
+    pos: &mut u64,
+    count: usize,
+) -> Result<Bytes, FsError> {
+    use std::io::{Read, Seek};
+    let want = size.saturating_sub(*pos).min(count as u64) as usize;
+    let Some(mut file) = blob.filter(|_| want > 0) else {
+        return Ok(Bytes::new());
+    };
+    let mut buf = vec![0u8; want];
+    let read = file
+        .seek(SeekFrom::Start(*pos))
+        .and_then(|_| file.read(&mut buf));
+    match read {
+        Ok(0) | Err(_) => {
+            warn!(
+                pos = *pos,
+                size, "overlay: blob shorter than its entry or unreadable"
+            );
+            Err(FsError::GeneralFailure)
+        }
+        Ok(n) => {
+            buf.truncate(n);
+            *pos += n as u64;
+            Ok(Bytes::from(buf))
+        }
+    }
+}
+
 fn spool_error(failure: &Failure, e: std::io::Error, path: &str) -> FsError {
     let kind = if is_disk_full(&e) {
         ErrorKind::Local
@@ -314,9 +353,9 @@ impl DavFile for MfFile {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let meta = match &self.mode {
             Mode::Local { meta, .. } => meta.clone(),
-            Mode::Remote(r) => r.meta.clone(),
+            Mode::Remote(r) => self.shared.file_meta(&r.info),
             Mode::Write(w) => w.committed.clone().unwrap_or_else(|| {
-                let now = std::time::SystemTime::now();
+                let now = SystemTime::now();
                 MfMeta::local(w.written, now, now, "")
             }),
         };
@@ -335,12 +374,9 @@ impl DavFile for MfFile {
     fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
         async move {
             match &mut self.mode {
-                Mode::Local { data, pos, .. } => {
-                    let start = (*pos as usize).min(data.len());
-                    let end = start.saturating_add(count).min(data.len());
-                    *pos = end as u64;
-                    Ok(data.slice(start..end))
-                }
+                Mode::Local {
+                    blob, size, pos, ..
+                } => read_blob(blob.as_ref(), *size, pos, count),
                 Mode::Remote(_) => self.read_remote(count).await,
                 Mode::Write(_) => Err(FsError::Forbidden),
             }
@@ -351,7 +387,7 @@ impl DavFile for MfFile {
     fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
         async move {
             let (cur, len) = match &self.mode {
-                Mode::Local { data, pos, .. } => (*pos, data.len() as u64),
+                Mode::Local { pos, size, .. } => (*pos, *size),
                 Mode::Remote(r) => (r.pos, r.info.size),
                 Mode::Write(w) => (w.written, w.written),
             };

@@ -1,20 +1,24 @@
 //! `MfFs`: dav-server's `DavFileSystem` over a [`Remote`].
 //!
 //! `MfFs` is cloned per request (dav-server boxes it); all state is in the
-//! shared [`Shared`] behind an `Arc`, plus the request's [`Failure`] slot.
-//! Every path goes through [`rel`] once: percent-decoded bytes → UTF-8 →
-//! NFC segments joined by `/`. An entry is looked up in the overlay first
-//! (local, free), then in the cache (free while the parent listing is
-//! fresh). Every mutation updates the cache, overlay and dead properties in
-//! place, so the next PROPFIND needs no re-list.
+//! shared [`Shared`] behind an `Arc`, plus per-request parts: the
+//! [`Failure`] slot, a prefetched GET download, the client's mtime and the
+//! DELETE target. Every path goes through [`rel`] once: percent-decoded
+//! bytes → UTF-8 → NFC segments joined by `/`. An entry is looked up in the
+//! cache (free while the parent listing is fresh) and the overlay; a remote
+//! file wins over a local entry of the same name. Every mutation updates
+//! the cache, overlay and dead properties in place, so the next PROPFIND
+//! needs no re-list.
 //!
-//! Costs per WebDAV method are in `../shared/dav-server-notes.md` §1.6;
-//! collection DELETE and COPY are walked by dav-server itself.
+//! Costs per WebDAV method are in `../shared/dav-server-notes.md` §1.6.
+//! COPY of a collection is walked by dav-server (one `copy_file` per file);
+//! DELETE of one is cut short to a single `delete_folder` (see
+//! [`MfFs::delete_root`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use dav_server::davpath::DavPath;
@@ -25,7 +29,7 @@ use dav_server::fs::{
 use futures_util::{FutureExt, future};
 use http::StatusCode;
 use tokio::time::Instant;
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
@@ -33,12 +37,12 @@ use crate::remote::{ByteStream, FileInfo, Remote, UploadRequest, UploadSource};
 use super::DavConfig;
 use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
-use super::file::MfFile;
+use super::file::{MfFile, SPOOL_PREFIX};
 use super::meta::{MfDirEntry, MfMeta};
-use super::mtime::{MTIME_NS, Mtimes};
+use super::mtime::MTIME_NS;
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
-use super::props::Props;
+use super::props::{Mtimes, Props};
 
 /// How long an `account` answer serves quota properties.
 const QUOTA_TTL: Duration = Duration::from_secs(60);
@@ -60,8 +64,7 @@ pub(crate) struct Shared {
     pub(crate) cache: Cache,
     pub(crate) overlay: Overlay,
     pub(crate) props: Props,
-    /// Modification times clients set (MediaFire keeps none).
-    pub(crate) mtimes: Mtimes,
+    mtimes: Mtimes,
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
@@ -101,17 +104,6 @@ pub(crate) enum Found {
     Local(LocalEntry),
 }
 
-impl Found {
-    pub(crate) fn meta(&self) -> MfMeta {
-        match self {
-            Found::Root => MfMeta::root(),
-            Found::Remote(Node::Folder(f)) => MfMeta::folder(f),
-            Found::Remote(Node::File(f)) => MfMeta::file(f),
-            Found::Local(e) => e.meta(),
-        }
-    }
-}
-
 /// The relative NFC path of a `DavPath` (`""` for the root).
 pub(crate) fn rel(path: &DavPath) -> FsResult<String> {
     let raw = std::str::from_utf8(path.as_bytes()).map_err(|_| {
@@ -147,6 +139,34 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// How old a spool file must be before start-up removes it: spools of a
+/// crashed process, never those of another instance's running upload.
+const STALE_SPOOL: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes spool files left by a crash (a clean exit leaves none).
+fn sweep_spool(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPOOL_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_SPOOL));
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        debug!(removed, dir = %dir.display(), "spool: removed files left by a crash");
+    }
+}
+
 fn not_found(path: &str) -> Error {
     Error::new(ErrorKind::NotFound, "no such file or folder").with_context("path", path)
 }
@@ -155,6 +175,7 @@ impl Shared {
     pub(crate) fn new(remote: Arc<dyn Remote>, config: DavConfig) -> Result<Shared> {
         std::fs::create_dir_all(&config.state_dir)?;
         std::fs::create_dir_all(&config.spool_dir)?;
+        sweep_spool(&config.spool_dir);
         Ok(Shared {
             cache: Cache::new(remote.clone(), config.cache_ttl),
             overlay: Overlay::open(&config.state_dir)?,
@@ -168,13 +189,34 @@ impl Shared {
         })
     }
 
+    /// The metadata of what a path names.
+    pub(crate) fn meta(&self, found: &Found) -> MfMeta {
+        match found {
+            Found::Root => MfMeta::root(),
+            Found::Remote(Node::Folder(f)) => MfMeta::folder(f),
+            Found::Remote(Node::File(f)) => self.file_meta(f),
+            Found::Local(e) => e.meta(),
+        }
+    }
+
+    /// A remote file's metadata, with the stored mtime when it still applies.
+    pub(crate) fn file_meta(&self, f: &FileInfo) -> MfMeta {
+        MfMeta::file(f, self.mtimes.get(&f.quickkey, &f.hash, f.size))
+    }
+
     /// What `path` names, `None` when nothing.
     pub(crate) async fn find(&self, path: &str) -> Result<Option<Found>> {
         if path.is_empty() {
             return Ok(Some(Found::Root));
         }
         if let Some(e) = self.overlay.get(path) {
-            return Ok(Some(Found::Local(e)));
+            // A remote file of the same name (another client's upload) wins,
+            // as it does in `read_dir`. If the listing cannot be had, the
+            // local entry still answers.
+            return Ok(Some(match self.cache.lookup(path).await {
+                Ok(Some(node)) => Found::Remote(node),
+                _ => Found::Local(e),
+            }));
         }
         Ok(self.cache.lookup(path).await?.map(Found::Remote))
     }
@@ -191,8 +233,7 @@ impl Shared {
     }
 
     /// Commits a finished upload body to `path`: see `file.rs` for the
-    /// checks done before. Serialised per path. `mtime` is the modification
-    /// time the client gave (`X-OC-Mtime`), if any.
+    /// checks done before. Serialised per path.
     pub(crate) async fn commit(
         &self,
         path: &str,
@@ -201,14 +242,11 @@ impl Shared {
         sha256: &str,
         mtime: Option<SystemTime>,
     ) -> Result<MfMeta> {
-        serialized(&self.uploads, path, async {
-            let before = self.find(path).await?.map(|f| f.meta());
-            let after = self.commit_locked(path, spool, size, sha256, mtime).await?;
-            let local = self.overlay.get(path).is_some();
-            Ok(self
-                .mtimes
-                .after_write(path, before.as_ref(), after, mtime, local))
-        })
+        serialized(
+            &self.uploads,
+            path,
+            self.commit_locked(path, spool, size, sha256, mtime),
+        )
         .await
     }
 
@@ -237,6 +275,7 @@ impl Shared {
                 debug!(path, quickkey = %f.quickkey, "upload: trashing remote file replaced by a local entry");
                 let r = self.remote.delete_file(&f.quickkey).await;
                 self.stale(parent, r)?;
+                self.mtimes.forget(&f.quickkey);
                 self.cache.remove(parent, name);
             }
             let entry = if size == 0 {
@@ -247,6 +286,14 @@ impl Shared {
             debug!(path, size, "upload: kept in the local overlay");
             return Ok(entry.meta());
         }
+        // A time given to the empty placeholder this content replaces
+        // (Explorer's PROPPATCH between its 0-byte PUT and the real one)
+        // describes this file; without one the placeholder's own time is
+        // when the client created it (davfs2's LOCK), also right.
+        let mtime = mtime.or_else(|| {
+            let placeholder = self.overlay.get(path).filter(|e| e.size == 0)?;
+            Some(UNIX_EPOCH + Duration::from_secs(placeholder.modified))
+        });
         let request = UploadRequest {
             folder_key: folder_key.clone(),
             name: existing
@@ -261,9 +308,31 @@ impl Shared {
             mtime,
         };
         let info = self.upload(parent, request).await?;
+        self.mtimes.record(
+            &info.quickkey,
+            &info.hash,
+            info.size,
+            mtime.unwrap_or_else(SystemTime::now),
+        );
         self.cache.insert(parent, Node::File(info.clone()));
         self.overlay.remove(path);
-        Ok(MfMeta::file(&info))
+        Ok(self.file_meta(&info))
+    }
+
+    /// Keeps `time` as the modification time of what `path` names (a
+    /// PROPPATCH of it): per quickkey for a MediaFire file, in the entry for
+    /// a local one. Folders keep MediaFire's time.
+    pub(crate) async fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
+        match self.find(path).await? {
+            Some(Found::Remote(Node::File(f))) => {
+                self.mtimes.record(&f.quickkey, &f.hash, f.size, time);
+            }
+            Some(Found::Local(_)) => {
+                self.overlay.set_modified(path, time);
+            }
+            Some(Found::Root | Found::Remote(Node::Folder(_))) | None => {}
+        }
+        Ok(())
     }
 
     /// Forgets the listing of `dir` when `result` shows it was stale: a
@@ -348,7 +417,10 @@ impl Shared {
                 let (parent, name) = split(path);
                 let r = self.remote.delete_file(&f.quickkey).await;
                 self.stale(parent, r)?;
+                self.mtimes.forget(&f.quickkey);
                 self.cache.remove(parent, name);
+                // A local entry hidden behind the remote file must not resurface.
+                self.overlay.remove(path);
             }
             Some(_) => {
                 return Err(
@@ -358,7 +430,6 @@ impl Shared {
             None => return Err(not_found(path)),
         }
         self.props.remove(path);
-        self.mtimes.remove(path);
         Ok(())
     }
 
@@ -386,7 +457,6 @@ impl Shared {
         }
         self.overlay.remove_subtree(path);
         self.props.remove(path);
-        self.mtimes.remove(path);
         Ok(())
     }
 
@@ -415,7 +485,6 @@ impl Shared {
             Some(Found::Root) | None => return Err(not_found(from)),
         }
         self.props.rename(from, to);
-        self.mtimes.rename(from, to);
         Ok(())
     }
 
@@ -485,6 +554,10 @@ impl Shared {
                 let mut name = f.name.clone();
                 if !same_name {
                     if let Err(e) = self.remote.rename_file(&quickkey, dst_name).await {
+                        // Do not leave a copy under a name nobody asked for.
+                        if let Err(d) = self.remote.delete_file(&quickkey).await {
+                            warn!(quickkey, error = %d, "copy: trashing the misnamed copy failed");
+                        }
                         self.cache.forget(dst_parent);
                         return Err(e);
                     }
@@ -509,7 +582,6 @@ impl Shared {
             None => return Err(not_found(from)),
         }
         self.props.copy(from, to);
-        self.mtimes.copy(from, to);
         Ok(())
     }
 
@@ -527,8 +599,7 @@ impl Shared {
         let mut seen = std::collections::HashSet::new();
         for node in self.cache.children(path).await? {
             seen.insert(nfc(node.name()));
-            let meta = Found::Remote(node.clone()).meta();
-            let meta = self.mtimes.apply(&join(path, &nfc(node.name())), meta);
+            let meta = self.meta(&Found::Remote(node.clone()));
             out.push(MfDirEntry {
                 name: node.name().to_string(),
                 meta,
@@ -536,8 +607,10 @@ impl Shared {
         }
         for (name, entry) in self.overlay.children(path) {
             if seen.insert(name.clone()) {
-                let meta = self.mtimes.apply(&join(path, &name), entry.meta());
-                out.push(MfDirEntry { name, meta });
+                out.push(MfDirEntry {
+                    name,
+                    meta: entry.meta(),
+                });
             }
         }
         Ok(out)
@@ -550,8 +623,14 @@ pub(crate) struct MfFs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) failure: Failure,
     pub(crate) prefetch: Prefetch,
-    /// The request's `X-OC-Mtime`, for the file a PUT writes.
+    /// The client's modification time for a PUT (`X-OC-Mtime`).
     pub(crate) mtime: Option<SystemTime>,
+    /// The target of a DELETE request. dav-server deletes a collection by
+    /// walking it (list every folder, delete every file); MediaFire trashes a
+    /// folder with its subtree in one call, so inside this path `read_dir`
+    /// answers empty and the walk ends at one `remove_dir`. dav-server has
+    /// already refused the DELETE if any lock below it conflicts.
+    pub(crate) delete_root: Option<String>,
 }
 
 impl MfFs {
@@ -565,20 +644,15 @@ impl MfFs {
         if !options.write {
             return match found {
                 Some(Found::Local(e)) => {
-                    let data = sh.overlay.read(&e).map_err(|e| self.fail(e))?;
-                    let meta = sh.mtimes.apply(path, e.meta());
-                    Ok(Box::new(MfFile::local(data, meta, sh.clone())))
+                    let blob = sh.overlay.open_blob(&e).map_err(|e| self.fail(e))?;
+                    Ok(Box::new(MfFile::local(blob, e.meta(), sh.clone())))
                 }
-                Some(Found::Remote(Node::File(f))) => {
-                    let meta = sh.mtimes.apply(path, MfMeta::file(&f));
-                    Ok(Box::new(MfFile::remote(
-                        f,
-                        meta,
-                        sh.clone(),
-                        self.failure.clone(),
-                        self.prefetch.clone(),
-                    )))
-                }
+                Some(Found::Remote(Node::File(f))) => Ok(Box::new(MfFile::remote(
+                    f,
+                    sh.clone(),
+                    self.failure.clone(),
+                    self.prefetch.clone(),
+                ))),
                 Some(_) => Err(FsError::Forbidden),
                 None => Err(FsError::NotFound),
             };
@@ -651,6 +725,15 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, "fs: read_dir");
             let p = rel(path)?;
+            if self
+                .delete_root
+                .as_ref()
+                .is_some_and(|root| is_within(&p, root))
+            {
+                debug!(path = %p, "fs: deleting a whole folder, skipping its walk");
+                let none = futures_util::stream::empty::<FsResult<Box<dyn DavDirEntry>>>();
+                return Ok(Box::pin(none) as FsStream<Box<dyn DavDirEntry>>);
+            }
             let entries = self.shared.read_dir(&p).await.map_err(|e| self.fail(e))?;
             let items = entries
                 .into_iter()
@@ -665,10 +748,7 @@ impl DavFileSystem for MfFs {
             trace!(path = %path, "fs: metadata");
             let p = rel(path)?;
             match self.shared.find(&p).await.map_err(|e| self.fail(e))? {
-                Some(found) => {
-                    let meta = self.shared.mtimes.apply(&p, found.meta());
-                    Ok(Box::new(meta) as Box<dyn DavMetaData>)
-                }
+                Some(found) => Ok(Box::new(self.shared.meta(&found)) as Box<dyn DavMetaData>),
                 None => Err(FsError::NotFound),
             }
         }

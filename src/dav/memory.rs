@@ -45,6 +45,10 @@ struct State {
     /// method → (kind, remaining count; `u64::MAX` = always)
     faults: HashMap<&'static str, (ErrorKind, u64)>,
     quota_limit: Option<u64>,
+    /// Reported by `device_status`.
+    jobs_running: bool,
+    /// Added to `list_folder` and `upload`, to let concurrent calls overlap.
+    latency: std::time::Duration,
 }
 
 /// The in-memory remote. Cheap to share behind an `Arc`.
@@ -89,6 +93,23 @@ impl MemoryRemote {
             .unwrap()
             .faults
             .insert(method, (kind, times));
+    }
+
+    /// Sets what `device_status` says about background jobs.
+    pub fn set_jobs_running(&self, running: bool) {
+        self.state.lock().unwrap().jobs_running = running;
+    }
+
+    /// Makes `list_folder` and `upload` take this long (default zero).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.lock().unwrap().latency = latency;
+    }
+
+    async fn wait_latency(&self) {
+        let latency = self.state.lock().unwrap().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
     }
 
     pub fn clear_faults(&self) {
@@ -261,11 +282,12 @@ impl Remote for MemoryRemote {
         let st = self.enter("device_status")?;
         Ok(DeviceStatus {
             revision: st.revision,
-            async_jobs_in_progress: false,
+            async_jobs_in_progress: st.jobs_running,
         })
     }
 
     async fn list_folder(&self, folder_key: &str) -> Result<Listing> {
+        self.wait_latency().await;
         let st = self.enter("list_folder")?;
         if !st.folder_exists(folder_key) {
             return Err(not_found("folder", folder_key));
@@ -425,6 +447,7 @@ impl Remote for MemoryRemote {
 
     async fn upload(&self, request: UploadRequest) -> Result<FileInfo> {
         drop(self.enter("upload")?);
+        self.wait_latency().await;
         let data = Bytes::from(tokio::fs::read(&request.source.path).await?);
         let mut st = self.state.lock().unwrap();
         if data.is_empty() {

@@ -31,6 +31,15 @@ pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
     }
 }
 
+/// The first 32 characters of a hash (plenty to tell versions apart in a
+/// header), keeping only characters an ETag may carry.
+fn etag_part(hash: &str) -> String {
+    hash.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect()
+}
+
 impl MfMeta {
     pub(crate) fn root() -> MfMeta {
         MfMeta {
@@ -53,20 +62,19 @@ impl MfMeta {
         }
     }
 
-    pub(crate) fn file(f: &FileInfo) -> MfMeta {
+    /// A remote file; `mtime` is a stored modification time, if any.
+    pub(crate) fn file(f: &FileInfo, mtime: Option<SystemTime>) -> MfMeta {
         let created = whole_seconds(f.created);
         let etag = if f.hash.is_empty() {
             format!("f-{}-{}", f.quickkey, f.revision)
         } else {
-            // 32 hex digits are plenty to tell versions apart in a header.
-            let short = &f.hash[..f.hash.len().min(32)];
-            format!("h-{short}")
+            format!("h-{}", etag_part(&f.hash))
         };
         MfMeta {
             is_dir: false,
             len: f.size,
             created,
-            modified: created,
+            modified: mtime.map_or(created, whole_seconds),
             etag,
         }
     }
@@ -80,7 +88,7 @@ impl MfMeta {
                 .map_or(0, |d| d.as_secs());
             format!("l-{size}-{secs:x}")
         } else {
-            format!("h-{}", &sha[..sha.len().min(32)])
+            format!("h-{}", etag_part(sha))
         };
         MfMeta {
             is_dir: false,
@@ -145,12 +153,15 @@ mod tests {
             created: UNIX_EPOCH + Duration::from_millis(1_500),
             revision: 4,
         };
-        assert_eq!(MfMeta::file(&f).etag, format!("h-{}", "ab".repeat(16)));
         assert_eq!(
-            MfMeta::file(&f).created,
+            MfMeta::file(&f, None).etag,
+            format!("h-{}", "ab".repeat(16))
+        );
+        assert_eq!(
+            MfMeta::file(&f, None).created,
             UNIX_EPOCH + Duration::from_secs(1)
         );
         f.hash.clear();
-        assert_eq!(MfMeta::file(&f).etag, "f-qk-4");
+        assert_eq!(MfMeta::file(&f, None).etag, "f-qk-4");
     }
 }

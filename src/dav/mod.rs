@@ -1,20 +1,26 @@
 //! The WebDAV adapter: dav-server's `DavFileSystem` over a
-//! [`Remote`](crate::remote::Remote), and [`MfDav::handle`], which serves one
+//! [`Remote`], and [`MfDav::handle`], which serves one
 //! request.
 //!
 //! `handle` does what dav-server cannot do from inside a filesystem:
-//! - refuses every mutating method with 403 when `read_only` (dav-server's
-//!   own method filter would answer 405, which clients read as "try later");
+//! - refuses every mutating method with 403 when `read_only` (the server
+//!   forbids it; dav-server's method filter would say 405, "this resource
+//!   never supports that method");
 //! - gives a PROPFIND without `Depth` the `Depth: 1` meaning (dav-server
 //!   0.11 would list the children only, and nothing on a file);
-//! - lists the folder of a Depth-1 PROPFIND *before* dav-server starts its
-//!   207, because dav-server swallows `read_dir` errors and would report an
-//!   empty folder (the cache makes the second listing free);
+//! - lists the folder of a Depth-1 PROPFIND or an HTML index *before*
+//!   dav-server starts its answer, because dav-server swallows `read_dir`
+//!   errors and would show an empty folder (the cache makes the second
+//!   listing free);
+//! - opens the download of a plain GET before dav-server sends a 200, so a
+//!   MediaFire failure is a status and not a cut-off body;
 //! - turns the 500 dav-server makes of `FsError::GeneralFailure` into the
 //!   502/503 the error kind asks for (see `error.rs`);
-//! - answers GET on a folder with its own HTML listing (`index.rs`);
-//! - keeps the modification times clients set: `X-OC-Mtime` on PUT (answered
-//!   `X-OC-Mtime: accepted`) and the times in a PROPPATCH (`mtime.rs`).
+//! - takes a PUT's `X-OC-Mtime` as the file's modification time, and drops
+//!   `sabredav-partialupdate` from the `DAV` header;
+//! - reads the modification time a PROPPATCH sets (Windows'
+//!   `Win32LastModifiedTime`, ownCloud's `lastmodified`; see `mtime.rs`);
+//! - answers GET on a folder with its own HTML listing (`index.rs`).
 //!
 //! Not here: authentication, `/healthz` and metrics (the server does them),
 //! and any knowledge of MediaFire's URLs or tokens (the `Remote` hides them).
@@ -36,7 +42,7 @@ mod props;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dav_server::body::Body;
 use dav_server::davpath::DavPath;
@@ -135,8 +141,14 @@ impl MfDav {
         config.prefix = config.prefix.trim_end_matches('/').to_string();
         let prefix = config.prefix.clone();
         let shared = Arc::new(Shared::new(remote, config)?);
-        let mut methods = DavMethodSet::all();
-        methods.remove(DavMethod::Patch);
+        let methods = if shared.config.read_only {
+            // Only for the `Allow` header: `handle` answers 403 before this.
+            DavMethodSet::WEBDAV_RO
+        } else {
+            let mut all = DavMethodSet::all();
+            all.remove(DavMethod::Patch);
+            all
+        };
         let handler = DavHandler::builder()
             .strip_prefix(prefix)
             .locksystem(MemLs::new())
@@ -171,55 +183,30 @@ impl MfDav {
         {
             return resp;
         }
-        let oc_mtime = match req.headers().get("x-oc-mtime") {
-            Some(v) if req.method() == Method::PUT => {
-                v.to_str().ok().and_then(mtime::parse_oc_mtime)
-            }
-            _ => None,
-        };
-        let options = req.method() == Method::OPTIONS;
-        let mut resp = self.dispatch(req, prefetch, oc_mtime).await;
-        if options {
-            drop_partial_update_class(&mut resp);
-        }
-        if oc_mtime.is_some() && resp.status().is_success() {
-            resp.headers_mut()
-                .insert("x-oc-mtime", HeaderValue::from_static("accepted"));
-        }
-        resp
+        self.dispatch(req, prefetch).await
     }
 
     /// Hands a request to dav-server over a fresh per-request filesystem,
-    /// then puts back the status a remote failure asked for.
-    async fn dispatch<B>(
-        &self,
-        req: Request<B>,
-        prefetch: Prefetch,
-        mtime: Option<std::time::SystemTime>,
-    ) -> Response<Body>
+    /// then rewrites the answer (see [`finish`]).
+    async fn dispatch<B>(&self, req: Request<B>, prefetch: Prefetch) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let mtime = oc_mtime(&req);
         let failure = Failure::default();
         let fs = MfFs {
             shared: self.shared.clone(),
             failure: failure.clone(),
             prefetch,
             mtime,
+            delete_root: (req.method() == Method::DELETE)
+                .then(|| self.rel_of(&req))
+                .flatten(),
         };
         let config = dav_server::DavConfig::new().filesystem(Box::new(fs));
-        let mut resp = self.handler.handle_with(config, req).await;
-        if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
-            && let Some(status) = failure.get()
-        {
-            *resp.status_mut() = status;
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                resp.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
-            }
-        }
-        resp
+        let resp = self.handler.handle_with(config, req).await;
+        finish(resp, &failure, mtime.is_some())
     }
 
     /// PROPPATCH, read whole (dav-server buffers it anyway) so that a
@@ -254,7 +241,7 @@ impl MfDav {
         let set = mtime::proppatch_mtime(&bytes).or(dav_time);
         let req = Request::from_parts(parts, http_body_util::Full::new(bytes));
         let rel = self.rel_of(&req);
-        let resp = self.dispatch(req, Prefetch::default(), None).await;
+        let resp = self.dispatch(req, Prefetch::default()).await;
         let (Some(time), Some(rel)) = (set, rel) else {
             return resp;
         };
@@ -270,12 +257,10 @@ impl MfDav {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR);
             }
         };
-        if all_props_ok(&body) {
-            match self.shared.find(&rel).await {
-                Ok(Some(found)) => self.shared.mtimes.set(&rel, time, &found.meta()),
-                Ok(None) => {}
-                Err(e) => debug!(path = %rel, error = %e, "dav: PROPPATCH target vanished"),
-            }
+        if all_props_ok(&body)
+            && let Err(e) = self.shared.set_mtime(&rel, time).await
+        {
+            debug!(path = %rel, error = %e, "dav: PROPPATCH time not kept");
         }
         let body = match dav_time {
             // Name the property as the client did.
@@ -317,7 +302,7 @@ impl MfDav {
     /// The answer for a remote failure met before dav-server ran.
     fn failed(&self, rel: &str, e: &crate::error::Error) -> Response<Body> {
         warn!(path = %rel, error = %e, "dav: remote failure before the request could be served");
-        plain(status_for(e.kind()))
+        plain(status_for(e))
     }
 
     /// Opens the download of a GET before dav-server commits to a 200, so
@@ -414,21 +399,45 @@ impl MfDav {
     }
 }
 
-/// dav-server always advertises `sabredav-partialupdate` in `DAV:`, but PATCH
-/// is refused here (MediaFire cannot change part of a file); a client that
-/// believed it (webdavfs does) would fail every write.
-fn drop_partial_update_class(resp: &mut Response<Body>) {
-    let Some(dav) = resp.headers().get("dav").and_then(|v| v.to_str().ok()) else {
-        return;
-    };
-    let classes: Vec<&str> = dav
-        .split(',')
-        .map(str::trim)
-        .filter(|c| *c != "sabredav-partialupdate")
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&classes.join(",")) {
-        resp.headers_mut().insert("dav", v);
+/// Rewrites dav-server's answer: the status our error kind asks for, the
+/// `DAV` header without partial updates, the `X-OC-Mtime` acknowledgement.
+fn finish(mut resp: Response<Body>, failure: &Failure, took_mtime: bool) -> Response<Body> {
+    if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && let Some(status) = failure.get()
+    {
+        *resp.status_mut() = status;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
     }
+    if let Some(dav) = resp.headers().get("dav").and_then(|v| v.to_str().ok()) {
+        let tokens: Vec<&str> = dav
+            .split(',')
+            .map(str::trim)
+            .filter(|t| *t != "sabredav-partialupdate")
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&tokens.join(", ")) {
+            resp.headers_mut().insert("dav", v);
+        }
+    }
+    if took_mtime && resp.status().is_success() {
+        // ownCloud's convention, which rclone and others look for.
+        resp.headers_mut()
+            .insert("x-oc-mtime", HeaderValue::from_static("accepted"));
+    }
+    resp
+}
+
+/// The modification time a PUT asks for in `X-OC-Mtime` (Unix seconds,
+/// as ownCloud clients and rclone send it).
+fn oc_mtime<B>(req: &Request<B>) -> Option<SystemTime> {
+    if req.method() != Method::PUT {
+        return None;
+    }
+    let v = req.headers().get("x-oc-mtime")?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs(secs as u64))
 }
 
 /// Largest PROPPATCH body read (dav-server refuses more than this too).

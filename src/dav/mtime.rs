@@ -1,52 +1,16 @@
-//! Modification times that clients set, kept because MediaFire cannot
-//! give them back.
-//!
-//! Three ways in:
-//! - `X-OC-Mtime: <unix seconds>` on PUT (rclone's `owncloud`/`nextcloud`
-//!   vendors, ownCloud-style clients); the answer says `X-OC-Mtime: accepted`;
-//! - `Win32LastModifiedTime` in a PROPPATCH (Windows Explorer), which
-//!   dav-server acknowledges with 200 but never hands to the filesystem;
-//! - ownCloud's PROPPATCH of `{DAV:}lastmodified` in Unix seconds (newer
-//!   rclone's `SetModTime`). dav-server 0.11 answers 403 for every DAV:
-//!   property it does not know, so [`rewrite_lastmodified`] moves it into
-//!   [`MTIME_NS`] first; dav-server then treats it as a dead property (with
-//!   its lock and `If` checks), the filesystem acknowledges it without
-//!   storing it, and the answer names it `DAV:` again.
-//!
-//! MediaFire lists creation times only (`mediafire-api.md` §9.9), so a time
-//! set here lives in `state_dir/mtimes.jsonl`, keyed by path, and is tied to
-//! one version of the content: the ETag the entry had when the time was
-//! set. When the content changes elsewhere (another MediaFire client), the
-//! record no longer applies and MediaFire's time shows again.
-//!
-//! Writes through this server decide the new time themselves:
-//! - a time the writer gave (`X-OC-Mtime`) is kept;
-//! - a time set on an empty placeholder (Windows' 0-byte PUT, a lock-null
-//!   entry) carries over to the content that replaces it, because that is
-//!   the file the client was describing;
-//! - new content for an existing file is stamped with the time of the write:
-//!   MediaFire keeps the first upload's creation time when a file is
-//!   replaced, and a file that was just rewritten must not look unchanged;
-//! - a new file needs no record (its creation time is the write time).
-//!
-//! The upload still passes the time on in `UploadRequest::mtime`, for a
-//! MediaFire client that can record it upstream.
-//!
-//! Records follow MOVE and COPY and go with DELETE, like dead properties.
+//! Modification times that clients set in a PROPPATCH, read from the body
+//! before dav-server sees it (`MfDav::proppatch` keeps them through
+//! `Shared::set_mtime`, in the same store as `X-OC-Mtime`):
+//! - `Win32LastModifiedTime` (Windows Explorer), which dav-server
+//!   acknowledges with 200 but never hands to the filesystem;
+//! - ownCloud's `{DAV:}lastmodified` in Unix seconds (newer rclone's
+//!   `SetModTime`). dav-server 0.11 answers 403 for every DAV: property it
+//!   does not know, so [`rewrite_lastmodified`] moves it into [`MTIME_NS`]
+//!   first; dav-server then treats it as a dead property (with its lock and
+//!   `If` checks), `MfFs::patch_props` acknowledges it without storing it,
+//!   and the answer names it `DAV:` again.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
-
-use crate::error::{Error, Result};
-
-use super::cache::{is_within, rebase};
-use super::meta::MfMeta;
 
 /// The Microsoft namespace of the `Win32*` properties.
 const NS_MS: &str = "urn:schemas-microsoft-com:";
@@ -57,288 +21,13 @@ pub(crate) const MTIME_NS: &str = "urn:x-mediafire-dav:lastmodified";
 /// Latest time accepted: 9999-12-31, past which HTTP dates stop making sense.
 const MAX_SECS: u64 = 253_402_300_799;
 
-/// The journal is rewritten once it holds this many lines more than twice
-/// the live records.
-const COMPACT_SLACK: usize = 1000;
-
-/// One client-set time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Record {
-    /// Unix seconds.
-    secs: u64,
-    /// The ETag of the content version the time describes.
-    etag: String,
-}
-
-type RecordMap = BTreeMap<String, Record>;
-
-/// One line of the journal.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum Line {
-    Set {
-        path: String,
-        secs: u64,
-        etag: String,
-    },
-    Del {
-        path: String,
-    },
-}
-
-/// Client-set modification times, in memory and in the append-only journal
-/// `state_dir/mtimes.jsonl`: every change appends a line (a rclone sync of
-/// many files must not rewrite a growing file per upload), and the journal
-/// is compacted into one `set` line per record when it has grown to more
-/// than twice that. A torn last line (a crash mid-append) is skipped.
-pub(crate) struct Mtimes {
-    file: PathBuf,
-    inner: Mutex<Journal>,
-}
-
-struct Journal {
-    map: RecordMap,
-    /// Open for appending; `None` after a write failed (retried on the next
-    /// change by compacting).
-    log: Option<std::fs::File>,
-    lines: usize,
-}
-
-fn to_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 fn from_secs(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-fn open_append(file: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-}
-
-impl Journal {
-    fn apply(&mut self, line: Line) {
-        match line {
-            Line::Set { path, secs, etag } => {
-                self.map.insert(path, Record { secs, etag });
-            }
-            Line::Del { path } => {
-                self.map.remove(&path);
-            }
-        }
-    }
-}
-
-impl Mtimes {
-    pub(crate) fn open(state_dir: &Path) -> Result<Mtimes> {
-        let file = state_dir.join("mtimes.jsonl");
-        let mut journal = Journal {
-            map: RecordMap::new(),
-            log: None,
-            lines: 0,
-        };
-        match std::fs::File::open(&file) {
-            Ok(f) => {
-                for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-                    let line =
-                        line.map_err(|e| Error::from(e).with_context("path", file.display()))?;
-                    match serde_json::from_str::<Line>(&line) {
-                        Ok(l) => journal.apply(l),
-                        Err(e) => {
-                            warn!(line = n + 1, error = %e, "mtimes: skipping an unreadable journal line")
-                        }
-                    }
-                    journal.lines += 1;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::from(e).with_context("path", file.display())),
-        }
-        let mtimes = Mtimes {
-            file,
-            inner: Mutex::new(journal),
-        };
-        mtimes.compact(&mut mtimes.inner.lock().unwrap())?;
-        Ok(mtimes)
-    }
-
-    /// Rewrites the journal as one line per record (temp file, fsync,
-    /// rename) and reopens it for appending.
-    fn compact(&self, j: &mut Journal) -> Result<()> {
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        {
-            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-            for (path, r) in &j.map {
-                let line = Line::Set {
-                    path: path.clone(),
-                    secs: r.secs,
-                    etag: r.etag.clone(),
-                };
-                serde_json::to_writer(&mut w, &line).map_err(std::io::Error::other)?;
-                w.write_all(b"\n")?;
-            }
-            w.flush()?;
-        }
-        tmp.as_file().sync_all()?;
-        tmp.persist(&self.file)
-            .map_err(|e| Error::from(e.error).with_context("path", self.file.display()))?;
-        j.log = Some(open_append(&self.file)?);
-        j.lines = j.map.len();
-        Ok(())
-    }
-
-    /// Applies `lines` in order and appends them to the journal.
-    fn commit(&self, j: &mut Journal, lines: Vec<Line>) {
-        if lines.is_empty() {
-            return;
-        }
-        let mut buf = Vec::new();
-        for l in &lines {
-            // Serialising plain strings and numbers cannot fail.
-            let _ = serde_json::to_writer(&mut buf, l);
-            buf.push(b'\n');
-        }
-        j.lines += lines.len();
-        for l in lines {
-            j.apply(l);
-        }
-        let appended = match j.log.as_mut() {
-            Some(f) => f.write_all(&buf).is_ok(),
-            None => false,
-        };
-        let due = !appended || j.lines > 2 * j.map.len() + COMPACT_SLACK;
-        if due && let Err(e) = self.compact(j) {
-            j.log = None;
-            warn!(error = %e, "mtimes: saving modification times failed");
-        }
-    }
-
-    /// `meta` with the client-set time of `path`, when one applies to it.
-    pub(crate) fn apply(&self, path: &str, mut meta: MfMeta) -> MfMeta {
-        if meta.is_dir {
-            return meta;
-        }
-        let j = self.inner.lock().unwrap();
-        if let Some(r) = j.map.get(path)
-            && r.etag == meta.etag
-        {
-            meta.modified = from_secs(r.secs);
-        }
-        meta
-    }
-
-    /// Records `time` as the modification time of the content `meta`
-    /// describes at `path`. Folders keep MediaFire's time (their listing
-    /// changes under them anyway), so a time set on one is dropped.
-    pub(crate) fn set(&self, path: &str, time: SystemTime, meta: &MfMeta) {
-        if meta.is_dir {
-            return;
-        }
-        let (secs, etag) = (to_secs(time), meta.etag.clone());
-        debug!(path, secs, etag = %etag, "mtimes: set");
-        let mut j = self.inner.lock().unwrap();
-        let line = Line::Set {
-            path: path.to_string(),
-            secs,
-            etag,
-        };
-        self.commit(&mut j, vec![line]);
-    }
-
-    /// After new content was written to `path` (see the module docs for the
-    /// rules). `before` is what the path held, `after` what it holds now;
-    /// `local` says the content went to the overlay, whose entries carry
-    /// their own write time (so a rewrite needs no stamp there). Returns
-    /// `after` with the time that now applies.
-    pub(crate) fn after_write(
-        &self,
-        path: &str,
-        before: Option<&MfMeta>,
-        after: MfMeta,
-        explicit: Option<SystemTime>,
-        local: bool,
-    ) -> MfMeta {
-        let mut j = self.inner.lock().unwrap();
-        let old = j.map.get(path).cloned();
-        let carried = old.as_ref().and_then(|r| {
-            let b = before?;
-            (b.len == 0 && !b.is_dir && r.etag == b.etag).then_some(r.secs)
-        });
-        let rewritten = !local && before.is_some_and(|b| !b.is_dir && b.len > 0);
-        let secs = explicit
-            .map(to_secs)
-            .or(carried)
-            .or_else(|| rewritten.then(|| to_secs(SystemTime::now())));
-        let path_s = path.to_string();
-        let line = match secs {
-            Some(secs) => Some(Line::Set {
-                path: path_s,
-                secs,
-                etag: after.etag.clone(),
-            }),
-            None => old.map(|_| Line::Del { path: path_s }),
-        };
-        self.commit(&mut j, line.into_iter().collect());
-        drop(j);
-        self.apply(path, after)
-    }
-
-    /// Moves the records of `from` and everything below it to `to`.
-    pub(crate) fn rename(&self, from: &str, to: &str) {
-        let mut j = self.inner.lock().unwrap();
-        let mut lines = Vec::new();
-        for (k, r) in &j.map {
-            if is_within(k, from) {
-                lines.push(Line::Del { path: k.clone() });
-                lines.push(Line::Set {
-                    path: rebase(k, from, to),
-                    secs: r.secs,
-                    etag: r.etag.clone(),
-                });
-            } else if is_within(k, to) {
-                // What the destination held is gone.
-                lines.insert(0, Line::Del { path: k.clone() });
-            }
-        }
-        self.commit(&mut j, lines);
-    }
-
-    /// Copies the record of the single entry `from` to `to`.
-    pub(crate) fn copy(&self, from: &str, to: &str) {
-        let mut j = self.inner.lock().unwrap();
-        let line = match j.map.get(from) {
-            Some(r) => Some(Line::Set {
-                path: to.to_string(),
-                secs: r.secs,
-                etag: r.etag.clone(),
-            }),
-            None => j.map.contains_key(to).then(|| Line::Del {
-                path: to.to_string(),
-            }),
-        };
-        self.commit(&mut j, line.into_iter().collect());
-    }
-
-    /// Drops the records of `path` and everything below it.
-    pub(crate) fn remove(&self, path: &str) {
-        let mut j = self.inner.lock().unwrap();
-        let lines = j
-            .map
-            .keys()
-            .filter(|k| is_within(k, path))
-            .map(|k| Line::Del { path: k.clone() })
-            .collect();
-        self.commit(&mut j, lines);
-    }
-}
-
-/// The time in an `X-OC-Mtime` header: Unix seconds, possibly with a
-/// fraction (which is dropped). `None` for anything else.
-pub(crate) fn parse_oc_mtime(value: &str) -> Option<SystemTime> {
+/// Unix seconds, possibly with a fraction (which is dropped); `None` for
+/// anything else.
+fn parse_unix_secs(value: &str) -> Option<SystemTime> {
     let v = value.trim();
     let whole = v.split_once('.').map_or(v, |(w, frac)| {
         if frac.bytes().all(|b| b.is_ascii_digit()) {
@@ -365,7 +54,7 @@ fn parse_time_text(text: &str) -> Option<SystemTime> {
             let secs = u64::try_from(t.timestamp()).ok()?;
             (secs <= MAX_SECS).then(|| from_secs(secs))
         }
-        Err(_) => parse_oc_mtime(text),
+        Err(_) => parse_unix_secs(text),
     }
 }
 
@@ -447,27 +136,20 @@ pub(crate) fn rewrite_lastmodified(body: &[u8]) -> Option<(Vec<u8>, SystemTime)>
 mod tests {
     use super::*;
 
-    fn file_meta(etag: &str, len: u64) -> MfMeta {
-        MfMeta {
-            is_dir: false,
-            len,
-            created: UNIX_EPOCH,
-            modified: UNIX_EPOCH,
-            etag: etag.into(),
-        }
-    }
-
     #[test]
-    fn oc_mtime_accepts_unix_seconds_only() {
-        assert_eq!(parse_oc_mtime("1700000000"), Some(from_secs(1_700_000_000)));
+    fn unix_seconds_are_digits_only() {
         assert_eq!(
-            parse_oc_mtime(" 1700000000.75 "),
+            parse_unix_secs("1700000000"),
             Some(from_secs(1_700_000_000))
         );
-        assert_eq!(parse_oc_mtime("-5"), None);
-        assert_eq!(parse_oc_mtime("1e9"), None);
-        assert_eq!(parse_oc_mtime(""), None);
-        assert_eq!(parse_oc_mtime("99999999999999999999"), None);
+        assert_eq!(
+            parse_unix_secs(" 1700000000.75 "),
+            Some(from_secs(1_700_000_000))
+        );
+        assert_eq!(parse_unix_secs("-5"), None);
+        assert_eq!(parse_unix_secs("1e9"), None);
+        assert_eq!(parse_unix_secs(""), None);
+        assert_eq!(parse_unix_secs("99999999999999999999"), None);
     }
 
     #[test]
@@ -525,81 +207,5 @@ mod tests {
         assert!(rewrite_lastmodified(plain).is_none());
         let junk = br#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:lastmodified>soon</D:lastmodified></D:prop></D:set></D:propertyupdate>"#;
         assert!(rewrite_lastmodified(junk).is_none());
-    }
-
-    #[test]
-    fn records_apply_to_their_content_version_and_persist() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Mtimes::open(dir.path()).unwrap();
-        let t = from_secs(1_000_000);
-        m.set("a/f", t, &file_meta("h-1", 5));
-        drop(m);
-
-        let m = Mtimes::open(dir.path()).unwrap();
-        assert_eq!(m.apply("a/f", file_meta("h-1", 5)).modified, t);
-        // Other content: the record does not describe it.
-        assert_eq!(m.apply("a/f", file_meta("h-2", 5)).modified, UNIX_EPOCH);
-        m.rename("a", "b");
-        assert_eq!(m.apply("b/f", file_meta("h-1", 5)).modified, t);
-        assert_eq!(m.apply("a/f", file_meta("h-1", 5)).modified, UNIX_EPOCH);
-        m.copy("b/f", "c");
-        assert_eq!(m.apply("c", file_meta("h-1", 5)).modified, t);
-        m.remove("b");
-        assert_eq!(m.apply("b/f", file_meta("h-1", 5)).modified, UNIX_EPOCH);
-    }
-
-    #[test]
-    fn the_journal_appends_compacts_and_survives_a_torn_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("mtimes.jsonl");
-        let m = Mtimes::open(dir.path()).unwrap();
-        // One path rewritten many times: appends, then a compaction.
-        for i in 0..(COMPACT_SLACK as u64 + 10) {
-            m.set("f", from_secs(i), &file_meta("h-1", 1));
-        }
-        m.set("g", from_secs(7), &file_meta("h-2", 2));
-        let lines = std::fs::read_to_string(&file).unwrap().lines().count();
-        assert!(lines < 20, "journal not compacted: {lines} lines");
-        // A crash mid-append leaves half a line.
-        let mut f = open_append(&file).unwrap();
-        f.write_all(b"{\"op\":\"set\",\"path\":\"h\",\"se").unwrap();
-        drop((f, m));
-
-        let m = Mtimes::open(dir.path()).unwrap();
-        let last = from_secs(COMPACT_SLACK as u64 + 9);
-        assert_eq!(m.apply("f", file_meta("h-1", 1)).modified, last);
-        assert_eq!(m.apply("g", file_meta("h-2", 2)).modified, from_secs(7));
-        assert_eq!(m.apply("h", file_meta("h-3", 3)).modified, UNIX_EPOCH);
-        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
-    }
-
-    #[test]
-    fn a_time_set_on_an_empty_placeholder_carries_over_to_its_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Mtimes::open(dir.path()).unwrap();
-        let t = from_secs(1_000_000);
-        let empty = file_meta("l-0-1", 0);
-        m.set("f", t, &empty);
-        let after = m.after_write("f", Some(&empty), file_meta("h-9", 9), None, false);
-        assert_eq!(after.modified, t);
-
-        // A plain rewrite of real content is stamped with the time of the write.
-        let full = file_meta("h-9", 9);
-        let start = SystemTime::now() - Duration::from_secs(1);
-        let after = m.after_write("f", Some(&full), file_meta("h-8", 8), None, false);
-        assert!(after.modified >= start, "{:?}", after.modified);
-
-        // A rewrite kept in the overlay has its own time.
-        let local = m.after_write("o", Some(&full), file_meta("h-5", 5), None, true);
-        assert_eq!(local.modified, UNIX_EPOCH);
-
-        // A new file needs no record.
-        let after = m.after_write("g", None, file_meta("h-6", 6), None, false);
-        assert_eq!(after.modified, UNIX_EPOCH);
-
-        // An explicit time always wins.
-        let t2 = from_secs(2_000_000);
-        let after = m.after_write("f", None, file_meta("h-7", 7), Some(t2), false);
-        assert_eq!(after.modified, t2);
     }
 }

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -53,6 +52,23 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Removes blobs the index does not name (a crash between writing a blob
+/// and saving the index).
+fn sweep_orphans(blobs: &Path, map: &BTreeMap<String, LocalEntry>) {
+    let named: std::collections::HashSet<&str> =
+        map.values().filter_map(|e| e.blob.as_deref()).collect();
+    let Ok(entries) = std::fs::read_dir(blobs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !named.contains(name.to_string_lossy().as_ref()) {
+            warn!(blob = %name.to_string_lossy(), "overlay: removing orphaned blob");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 pub(crate) struct Overlay {
     index: PathBuf,
     blobs: PathBuf,
@@ -64,7 +80,8 @@ impl Overlay {
         let blobs = state_dir.join("overlay");
         std::fs::create_dir_all(&blobs)?;
         let index = state_dir.join("overlay.json");
-        let map = read_json(&index)?;
+        let map: BTreeMap<String, LocalEntry> = read_json(&index)?;
+        sweep_orphans(&blobs, &map);
         Ok(Overlay {
             index,
             blobs,
@@ -96,6 +113,20 @@ impl Overlay {
             self.drop_blob(&old);
         }
         self.save(&map);
+    }
+
+    /// Sets the modification time a client gave an entry (a PROPPATCH of
+    /// its Windows times); false when there is no such entry.
+    pub(crate) fn set_modified(&self, path: &str, modified: SystemTime) -> bool {
+        let mut map = self.map.lock().unwrap();
+        let Some(entry) = map.get_mut(path) else {
+            return false;
+        };
+        entry.modified = modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.save(&map);
+        true
     }
 
     /// Records an empty file (zero-byte PUT, lock-null resource).
@@ -134,11 +165,20 @@ impl Overlay {
         Ok(entry)
     }
 
-    /// The content of an entry.
-    pub(crate) fn read(&self, entry: &LocalEntry) -> Result<Bytes> {
+    /// Opens the content of an entry; `None` for an empty entry.
+    pub(crate) fn open_blob(&self, entry: &LocalEntry) -> Result<Option<std::fs::File>> {
         match &entry.blob {
-            Some(blob) => Ok(Bytes::from(std::fs::read(self.blobs.join(blob))?)),
-            None => Ok(Bytes::new()),
+            Some(blob) => Ok(Some(std::fs::File::open(self.blobs.join(blob))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole content of an entry (tests only; readers stream).
+    #[cfg(test)]
+    fn read(&self, entry: &LocalEntry) -> Result<Vec<u8>> {
+        match &entry.blob {
+            Some(blob) => Ok(std::fs::read(self.blobs.join(blob))?),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -248,6 +288,20 @@ mod tests {
         assert_eq!(&ov.read(&e).unwrap()[..], b"fork");
         ov.remove_subtree("b");
         assert!(ov.get("b/empty").is_none());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("overlay"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn orphaned_blobs_are_swept_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Overlay::open(dir.path()).unwrap());
+        std::fs::write(dir.path().join("overlay").join("deadbeef"), b"x").unwrap();
+        drop(Overlay::open(dir.path()).unwrap());
         assert_eq!(
             std::fs::read_dir(dir.path().join("overlay"))
                 .unwrap()

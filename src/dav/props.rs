@@ -3,10 +3,16 @@
 //! so they live in `state_dir/props.json`, keyed by path, written atomically
 //! (temp file + rename) after every change. They follow MOVE and COPY and are
 //! dropped with DELETE; `fs.rs` calls the matching method here.
+//!
+//! [`Mtimes`] is the one live property stored the same way: MediaFire has
+//! no modification time, so the time of each upload this server made (or
+//! the client's `X-OC-Mtime`) is kept per quickkey, valid only while the
+//! file still has the content hash it had then.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dav_server::fs::DavProp;
 use serde::{Deserialize, Serialize};
@@ -186,6 +192,67 @@ impl Props {
     }
 }
 
+/// What we know about one file's modification time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredMtime {
+    /// Content hash at the time of the upload; another hash means another
+    /// client changed the file and the stored time no longer applies.
+    hash: String,
+    size: u64,
+    /// Unix seconds.
+    mtime: u64,
+}
+
+/// Modification times of files this server uploaded, by quickkey, in
+/// `state_dir/mtimes.json`.
+pub(crate) struct Mtimes {
+    file: PathBuf,
+    map: Mutex<BTreeMap<String, StoredMtime>>,
+}
+
+impl Mtimes {
+    pub(crate) fn open(state_dir: &Path) -> Result<Mtimes> {
+        let file = state_dir.join("mtimes.json");
+        let map = read_json(&file)?;
+        Ok(Mtimes {
+            file,
+            map: Mutex::new(map),
+        })
+    }
+
+    fn save(&self, map: &BTreeMap<String, StoredMtime>) {
+        if let Err(e) = write_json_atomic(&self.file, map) {
+            warn!(error = %e, "props: saving modification times failed");
+        }
+    }
+
+    pub(crate) fn record(&self, quickkey: &str, hash: &str, size: u64, mtime: SystemTime) {
+        let mtime = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut map = self.map.lock().unwrap();
+        let entry = StoredMtime {
+            hash: hash.to_string(),
+            size,
+            mtime,
+        };
+        map.insert(quickkey.to_string(), entry);
+        self.save(&map);
+    }
+
+    /// The stored mtime of `quickkey` if its content is still `hash`/`size`.
+    pub(crate) fn get(&self, quickkey: &str, hash: &str, size: u64) -> Option<SystemTime> {
+        let map = self.map.lock().unwrap();
+        let m = map.get(quickkey)?;
+        (m.hash == hash && m.size == size).then(|| UNIX_EPOCH + Duration::from_secs(m.mtime))
+    }
+
+    pub(crate) fn forget(&self, quickkey: &str) {
+        let mut map = self.map.lock().unwrap();
+        if map.remove(quickkey).is_some() {
+            self.save(&map);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +275,17 @@ mod tests {
         assert!(String::from_utf8(got).unwrap().contains("red"));
         props.remove("b");
         assert!(props.list("b/f", false).is_empty());
+    }
+
+    #[test]
+    fn mtimes_hold_only_while_content_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Mtimes::open(dir.path()).unwrap().record("qk", "h1", 3, t);
+        let m = Mtimes::open(dir.path()).unwrap();
+        assert_eq!(m.get("qk", "h1", 3), Some(t));
+        assert_eq!(m.get("qk", "h2", 3), None);
+        m.forget("qk");
+        assert_eq!(m.get("qk", "h1", 3), None);
     }
 }

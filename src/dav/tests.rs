@@ -94,6 +94,7 @@ impl Env {
             failure: Failure::default(),
             prefetch: Prefetch::default(),
             mtime: None,
+            delete_root: None,
         }
     }
 }
@@ -451,6 +452,8 @@ async fn read_only_refuses_mutations_with_403() {
         e.remote.calls("create_folder") + e.remote.calls("upload"),
         0
     );
+    let allow = e.req("OPTIONS", "/", &[], b"").await.headers["allow"].clone();
+    assert!(!allow.to_str().unwrap().contains("PUT"), "{allow:?}");
 }
 
 #[tokio::test]
@@ -695,4 +698,202 @@ async fn html_index_of_an_unlistable_folder_is_an_error() {
         "{}",
         r.body
     );
+}
+
+#[tokio::test]
+async fn client_mtime_is_kept_and_survives_restart() {
+    let e = env();
+    let r = e
+        .req(
+            "PUT",
+            "/m",
+            &[("content-length", "3"), ("x-oc-mtime", "1700000000")],
+            b"abc",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.headers["x-oc-mtime"], "accepted");
+    let stamp = "Tue, 14 Nov 2023 22:13:20 GMT";
+    let r = e.req("HEAD", "/m", &[], b"").await;
+    assert_eq!(r.headers["last-modified"], stamp);
+
+    let config = DavConfig {
+        state_dir: e.state.path().to_path_buf(),
+        spool_dir: e.spool.path().to_path_buf(),
+        ..DavConfig::default()
+    };
+    let dav = MfDav::new(e.remote.clone(), config).unwrap();
+    let req = Request::builder()
+        .method("HEAD")
+        .uri("/m")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(dav.handle(req).await.headers()["last-modified"], stamp);
+
+    // A later upload without a client time records its own.
+    e.put("/m", b"new").await;
+    let r = e.req("HEAD", "/m", &[], b"").await;
+    assert_ne!(r.headers["last-modified"], stamp);
+}
+
+#[tokio::test]
+async fn failed_copy_rename_leaves_no_stray_copy() {
+    let e = env();
+    e.put("/f", b"abc").await;
+    e.remote.fail("rename_file", ErrorKind::Transient, 1);
+    let r = e
+        .req("COPY", "/f", &[("destination", "http://h/g")], b"")
+        .await;
+    assert!(!r.status.is_success(), "{}", r.status);
+    assert_eq!(e.remote.file_count(), 1);
+    let r = e
+        .req("COPY", "/f", &[("destination", "http://h/g")], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(e.remote.read_path("g").unwrap(), &b"abc"[..]);
+}
+
+#[tokio::test]
+async fn options_advertise_locking_but_not_partial_updates() {
+    let e = env();
+    let r = e.req("OPTIONS", "/", &[], b"").await;
+    let dav = r.headers["dav"].to_str().unwrap();
+    assert!(dav.contains('2'), "{dav}");
+    assert!(!dav.contains("partialupdate"), "{dav}");
+    assert!(r.headers["allow"].to_str().unwrap().contains("LOCK"));
+}
+
+/// Needs a small file system: `mount -t tmpfs -o size=64k tmpfs /tmp/tinyfs`
+/// and `MF_DAV_TEST_FULL_SPOOL=/tmp/tinyfs`; skipped otherwise.
+#[tokio::test]
+async fn full_spool_disk_is_507_and_leaves_nothing() {
+    let Some(dir) = std::env::var_os("MF_DAV_TEST_FULL_SPOOL") else {
+        eprintln!("skipped: MF_DAV_TEST_FULL_SPOOL not set");
+        return;
+    };
+    let e = env_with(|c| c.spool_dir = dir.clone().into());
+    let body = vec![7u8; 256 * 1024];
+    assert_eq!(
+        e.put("/huge", &body).await,
+        StatusCode::INSUFFICIENT_STORAGE
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(e.remote.calls("upload"), 0);
+}
+
+#[tokio::test]
+async fn folder_etag_changes_when_its_content_does() {
+    let e = env();
+    e.req("MKCOL", "/d", &[], b"").await;
+    let etag = |r: &Reply| {
+        let i = r.body.find("getetag>").expect("etag in body");
+        r.body[i..].split('<').next().unwrap().to_string()
+    };
+    let before = etag(&e.propfind("/d/", "0").await);
+    e.put("/d/f", b"x").await;
+    let after = etag(&e.propfind("/d/", "0").await);
+    assert_ne!(before, after);
+}
+
+#[tokio::test]
+async fn deleting_a_tree_is_one_remote_call() {
+    let e = env();
+    e.req("MKCOL", "/t", &[], b"").await;
+    e.req("MKCOL", "/t/sub", &[], b"").await;
+    e.put("/t/a", b"1").await;
+    e.put("/t/sub/b", b"2").await;
+    e.put("/t/sub/empty", b"").await;
+    e.dav.shared.cache.forget("t/sub");
+    let before = e.remote.total_calls();
+    assert_eq!(
+        e.req("DELETE", "/t/", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(e.remote.total_calls(), before + 1);
+    assert_eq!(e.remote.calls("delete_folder"), 1);
+    assert_eq!(e.remote.file_count(), 0);
+    assert!(e.dav.shared.overlay.get("t/sub/empty").is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_tree_with_a_locked_member_is_refused() {
+    let e = env();
+    e.req("MKCOL", "/t", &[], b"").await;
+    e.put("/t/a", b"1").await;
+    let body = br#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
+    assert!(e.req("LOCK", "/t/a", &[], body).await.status.is_success());
+    assert_eq!(
+        e.req("DELETE", "/t/", &[], b"").await.status,
+        StatusCode::LOCKED
+    );
+    assert_eq!(
+        e.remote.calls("delete_folder") + e.remote.calls("delete_file"),
+        0
+    );
+    assert_eq!(e.remote.file_count(), 1);
+}
+
+#[tokio::test]
+async fn a_remote_file_shadows_a_local_entry_of_the_same_name() {
+    let e = env();
+    e.put("/x", b"").await;
+    e.propfind("/", "1").await;
+    // Another client uploads the real file; the next listing shows it.
+    e.remote.put_path("x", b"real").unwrap();
+    e.dav.shared.cache.forget("");
+    let r = e.req("GET", "/x", &[], b"").await;
+    assert_eq!(r.body, "real");
+    assert_eq!(
+        e.req("DELETE", "/x", &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        e.req("GET", "/x", &[], b"").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn concurrent_propfinds_list_a_folder_once() {
+    let e = env();
+    e.remote.set_latency(Duration::from_millis(50));
+    let reqs = (0..8).map(|_| e.propfind("/", "1"));
+    let replies = futures_util::future::join_all(reqs).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::MULTI_STATUS));
+    assert_eq!(e.remote.calls("list_folder"), 1);
+}
+
+#[tokio::test]
+async fn slow_concurrent_puts_to_one_path_end_with_one_file() {
+    let e = env();
+    e.remote.set_latency(Duration::from_millis(30));
+    let (a, b, c) = tokio::join!(
+        e.put("/same", b"1"),
+        e.put("/same", b"22"),
+        e.put("/same", b"333")
+    );
+    assert!(
+        a.is_success() && b.is_success() && c.is_success(),
+        "{a} {b} {c}"
+    );
+    assert_eq!(e.remote.file_count(), 1);
+    assert_eq!(e.remote.calls("upload"), 3);
+}
+
+#[tokio::test]
+async fn local_entries_serve_ranges() {
+    let e = env();
+    let data: Vec<u8> = (0..40_000u32).map(|i| (i % 199) as u8).collect();
+    e.put("/._big", &data).await;
+    let req = Request::builder()
+        .method("GET")
+        .uri("/._big")
+        .header("range", "bytes=17000-")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = e.dav.handle(req).await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], &data[17000..]);
+    assert_eq!(e.remote.calls("upload") + e.remote.calls("download"), 0);
 }

@@ -65,6 +65,40 @@ pub struct Faults {
     /// transient error; 0 = never. Default 0.
     #[arg(long, default_value_t = 0)]
     pub fail_upload_unit: u64,
+
+    /// Answer the N-th `upload/resumable` request (counted like `fail_upload_unit`) with error
+    /// 304, as if the unit had been damaged on the way; 0 = never. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub unit_hash_mismatch: u64,
+
+    /// Extra delay before every API call is answered, in milliseconds. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Fraction (0.0–1.0) of `file/get_links` entries answered with only `quickkey` and a
+    /// plain-string `error` inside a successful envelope (recorded quirk). Default 0.
+    #[arg(long, default_value_t = 0.0)]
+    pub link_error_rate: f64,
+
+    /// Cut every download after this many body bytes (the connection closes mid-body);
+    /// 0 = never. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub download_cut_after_bytes: u64,
+}
+
+impl Faults {
+    /// Checks the values: rates must be numbers from 0 to 1.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [
+            ("fail_rate", self.fail_rate),
+            ("link_error_rate", self.link_error_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be between 0 and 1 (got {rate})"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A transient failure decided for one call.
@@ -73,6 +107,8 @@ pub(crate) enum Injected {
     Error100,
     Html403,
     Drop,
+    /// Error 304 on a unit request (not a transient failure: the client must resend the unit).
+    UnitHash304,
 }
 
 /// The switches plus the bookkeeping they need.
@@ -118,24 +154,22 @@ impl FaultState {
     /// Decides whether this API call fails transiently, and how.
     pub fn random_failure(&self, rng: &mut StdRng) -> Option<Injected> {
         let rate = self.faults.fail_rate;
-        if !(rate > 0.0) || rng.random::<f64>() >= rate {
+        if rate.is_nan() || rate <= 0.0 || rng.random::<f64>() >= rate {
             return None;
         }
         Some(self.pick_mode(rng))
     }
 
-    /// Counts one `upload/resumable` request; the N-th one fails.
+    /// Counts one `upload/resumable` request: the `fail_upload_unit`-th one fails transiently,
+    /// the `unit_hash_mismatch`-th one answers 304.
     pub fn unit_request_fails(&mut self, rng: &mut StdRng) -> Option<Injected> {
         self.unit_requests += 1;
-        let n = self.faults.fail_upload_unit;
-        if n != 0 && self.unit_requests == n {
-            return Some(match self.faults.fail_mode {
-                // a unit failure must reach the client as an answer it can retry
-                FailMode::Drop => Injected::Drop,
-                FailMode::Html403 => Injected::Html403,
-                FailMode::Error100 => Injected::Error100,
-                FailMode::Mixed => self.pick_mode(rng),
-            });
+        let nth = |n: u64| n != 0 && self.unit_requests == n;
+        if nth(self.faults.fail_upload_unit) {
+            return Some(self.pick_mode(rng));
+        }
+        if nth(self.faults.unit_hash_mismatch) {
+            return Some(Injected::UnitHash304);
         }
         None
     }
@@ -151,6 +185,14 @@ impl FaultState {
                 _ => Injected::Drop,
             },
         }
+    }
+
+    /// Decides, for each of `n` links, whether it is answered with an error instead.
+    pub fn link_errors(&self, rng: &mut StdRng, n: usize) -> Vec<bool> {
+        let rate = self.faults.link_error_rate;
+        (0..n)
+            .map(|_| rate > 0.0 && rng.random::<f64>() < rate)
+            .collect()
     }
 
     /// The start of the current forced-expiry period: tokens issued or renewed before it are

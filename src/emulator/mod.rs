@@ -34,9 +34,19 @@
 //!   the moved item and report it in `new_names`, an array of the new names (or fail with 143 /
 //!   144 with `--move-collision error`).
 //! - Extension changes on rename are allowed unless `--forbid-extension-change` (then 106).
+//! - Keys are random `[0-9a-z]`: folderkeys 13 characters, quickkeys 15, upload keys 11.
+//!   Session tokens are 144 hex characters, action tokens 160.
+//! - A folder key given as `quick_key` answers 111 (as recorded), an unknown quickkey 110.
+//! - `file/get_links` gives a file in the trash an entry with only `quickkey` and a plain-string
+//!   `error` (the recorded shape), inside a successful envelope.
+//! - Uploads larger than `--max-upload-size` are refused up front with 282 (check and units).
+//! - With `--rotate-cookie`, every token request gets `Set-Cookie: ukey=<new value>`; a request
+//!   cookie is valid while it contains a value that is current or in its grace period.
+//! - `/application/logout.php` forgets the given session token.
 //! - Action tokens are accepted on `upload/*` only; elsewhere they answer 105.
-//! - `renew_session_token` on a token older than 300 s mints a new token (the old one stays valid
-//!   until its own expiry) or, with `--renew-mode extend`, extends the same string.
+//! - `renew_session_token` on a token older than 300 s (`--renew-same-token-secs`) mints a new
+//!   token (the old one stays valid until its own expiry) or, with `--renew-mode extend`,
+//!   extends the same string; a younger token is extended and returned unchanged.
 //! - A finished upload that failed polls as status `99` with a non-empty `fileerror` and an empty
 //!   `quickkey`; an unknown key polls as `doupload.result` `-80`, a malformed one as `-20`.
 //! - `x-filename` is taken verbatim (raw UTF-8) unless `--decode-filename-header`.
@@ -46,19 +56,54 @@
 //!   items answer 211; `purge` removes for good. Content stays in the blob store after a purge,
 //!   so `upload/check` still says `hash_exists` and `upload/instant` works.
 //! - Storage use counts every file not purged (the trash included).
+//! - Upload sessions are keyed by (folder, name, hash, size): `upload/check` opens one (with
+//!   `resumable=yes`) and reports its bitmap on every later check until the file is complete;
+//!   a unit request's own `action_on_duplicate` / `quick_key` override the check's. Sessions
+//!   still receiving units never expire; finished ones answer polls for an hour. Unit requests
+//!   for a session that already has every unit are answered with its state, not stored again.
+//! - `path` on upload calls is resolved below `folder_key`, creating missing folders (also on
+//!   `upload/check`, which then returns their `folder_key`).
+//! - Content is kept after the last file using it is purged (never garbage-collected).
+//! - Uploads finishing during an asynchronous operation are not refused with 208.
+//! - Multipart `upload/simple` bodies are streamed: the fields before the file part (up to
+//!   1 MiB) are read, the file part goes to the store; `session_token` may be one of the fields.
+//!
+//! # Faults
+//!
+//! See [`Faults`]: transient failures at a rate (`error100`, `html403`, `drop`, `mixed`), a
+//! per-second rate limit (163), asynchronous move/copy/delete/purge (208 meanwhile), periodic
+//! token expiry, a poll delay, the N-th unit request failing or answering 304, latency,
+//! `file/get_links` entries that carry only an `error`, and downloads cut mid-body. They apply
+//! to `/api/` calls (and, for the last one, the download host), never to admin endpoints.
 //!
 //! # Stats
 //!
 //! `GET /__emulator/stats` and [`EmulatorHandle::stats`] return `api_calls` (per
 //! `category/action`, rejected calls included), `total_api_calls`, `upload_unit_bytes`,
 //! `upload_simple_bytes`, `download_bytes`, `downloads`, `errors` (per error code sent),
-//! `faults_injected`, `files` and `folders` (items not in the trash; the root is not counted).
+//! `faults_injected` (per switch: `error100`, `html403`, `drop`, `rate_limit`,
+//! `unit_hash_mismatch`, `link_error`, `download_cut`), `files` and `folders` (items not in the
+//! trash; the root is not counted).
+//!
+//! # Layout
+//!
+//! - `server`: accept loop, routing, parameters, envelope, token endpoint.
+//! - `api`: one function per action for `user/*`, `folder/*`, `file/*`, `device/*`, `system/*`.
+//! - `upload`: the upload protocol (sessions, units, bitmap, poll).
+//! - `download`: the download host; `admin`: `/__emulator/*`.
+//! - `state`: the shared emulator, tokens, links, persistence; `tree`: folders and files.
+//! - `store`: content by SHA-256 and unit data, in memory or on disk.
+//! - `faults`: the switches; `multipart`: form bodies.
 
+mod admin;
 mod api;
+mod download;
 mod faults;
+mod multipart;
 mod server;
 mod state;
 mod store;
+mod tree;
 mod upload;
 
 use std::net::SocketAddr;
@@ -135,6 +180,11 @@ pub struct EmulatorConfig {
     #[arg(long, value_enum, default_value_t = RenewMode::New)]
     pub renew_mode: RenewMode,
 
+    /// Age in seconds below which `renew_session_token` returns the same token unchanged
+    /// (§1.4: five minutes). Default 300.
+    #[arg(long, default_value_t = 300)]
+    pub renew_same_token_secs: u64,
+
     /// Lifetime of a direct download link in seconds; afterwards it answers 403. Default 3600.
     #[arg(long, default_value_t = 3600)]
     pub link_ttl: u64,
@@ -201,6 +251,7 @@ impl Default for EmulatorConfig {
             data_dir: None,
             token_ttl: 600,
             renew_mode: RenewMode::New,
+            renew_same_token_secs: 300,
             link_ttl: 3600,
             download_redirect: false,
             duplicate_action: DuplicateAction::Skip,
@@ -228,14 +279,31 @@ pub struct EmulatorHandle {
     server: server::Running,
 }
 
+impl EmulatorConfig {
+    /// Checks the values that flags cannot check by type.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(200..=599).contains(&self.error_status) {
+            anyhow::bail!(
+                "emulator: --error-status {} is not an HTTP status (200-599)",
+                self.error_status
+            );
+        }
+        self.faults
+            .validate()
+            .map_err(|e| anyhow::anyhow!("emulator: faults: {e}"))
+    }
+}
+
 /// Binds the listener, loads the data directory if any, and serves in a background task.
 pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
+    config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("emulator: binding {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     let emu = Arc::new(state::Emulator::open(config, base_url).await?);
+    upload::resume_pending(&emu);
     let server = server::spawn(emu.clone(), listener);
     tracing::debug!(%addr, "emulator started");
     Ok(EmulatorHandle { emu, addr, server })

@@ -1,6 +1,6 @@
 //! The HTTP side: a hyper 1 accept loop on loopback, routing, request parameters (query,
-//! urlencoded and multipart forms), the JSON envelope, the token endpoint, the download host and
-//! the admin endpoints.
+//! urlencoded and multipart forms), the JSON envelope and the token endpoint. The download host
+//! lives in `download`, the admin endpoints in `admin`.
 //!
 //! Every `/api/` request goes through one pipeline: count it → rate limit (163) → injected
 //! transient failure → parameters → token check (104/105) → the action → envelope.
@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,16 +26,16 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::api::{self, ApiError, Caller, Fields, Params};
-use super::faults::{Faults, Injected};
+use super::faults::Injected;
+use super::multipart;
 use super::state::{Emulator, lock, now_ms};
 use super::upload;
+use super::{admin, download};
 
-type Body = UnsyncBoxBody<Bytes, io::Error>;
+pub(super) type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Largest form body accepted on ordinary API calls.
-const FORM_LIMIT: usize = 1024 * 1024;
-/// Largest multipart `upload/simple` body (multipart is parsed in memory; raw bodies stream).
-const MULTIPART_UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
+pub(super) const FORM_LIMIT: usize = 1024 * 1024;
 const API_VERSION: &str = "1.5";
 
 /// The running accept loop.
@@ -128,7 +126,7 @@ async fn handle(
     let path = req.uri().path().to_string();
     tracing::trace!(method = %req.method(), path = %path, "emulator: request");
     if path.starts_with("/__emulator/") {
-        return Ok(admin(&emu, req, remote).await);
+        return Ok(admin::admin(&emu, req, remote).await);
     }
     if path.starts_with("/application/") {
         return Ok(application(&emu, req).await);
@@ -137,10 +135,10 @@ async fn handle(
         return api_call(&emu, req).await;
     }
     if path.starts_with("/dl/") || path.starts_with("/dlh/") {
-        return Ok(download(&emu, &req).await);
+        return Ok(download::download(&emu, &req).await);
     }
     if path.starts_with("/convkey/") {
-        return Ok(thumbnail());
+        return Ok(download::thumbnail());
     }
     Ok(text(StatusCode::NOT_FOUND, "text/plain", "not found\n"))
 }
@@ -148,13 +146,13 @@ async fn handle(
 // ---------------------------------------------------------------------------------------------
 // bodies and envelopes
 
-fn full(bytes: impl Into<Bytes>) -> Body {
+pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
         .boxed_unsync()
 }
 
-fn text(status: StatusCode, content_type: &str, body: &str) -> Response<Body> {
+pub(super) fn text(status: StatusCode, content_type: &str, body: &str) -> Response<Body> {
     let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -164,7 +162,7 @@ fn text(status: StatusCode, content_type: &str, body: &str) -> Response<Body> {
     r
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(full(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -240,6 +238,10 @@ fn injected(emu: &Emulator, action: &str, kind: Injected) -> Result<Response<Bod
             emu.count_fault("drop");
             Err(dropped())
         }
+        Injected::UnitHash304 => {
+            emu.count_fault("unit_hash_mismatch");
+            Ok(api_error(emu, action, &ApiError::new(304)))
+        }
     }
 }
 
@@ -259,12 +261,12 @@ fn action_of(path: &str) -> String {
     segs.join("/").trim_end_matches(".php").to_string()
 }
 
-fn query_params(req_query: Option<&str>, params: &mut Params) {
-    if let Some(q) = req_query {
-        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(q) {
-            for (k, v) in pairs {
-                params.insert(k, v);
-            }
+pub(super) fn query_params(req_query: Option<&str>, params: &mut Params) {
+    if let Some(q) = req_query
+        && let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+    {
+        for (k, v) in pairs {
+            params.insert(k, v);
         }
     }
 }
@@ -276,78 +278,7 @@ fn content_type(h: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-fn boundary_of(content_type_header: &HeaderMap) -> Option<String> {
-    let ct = content_type_header
-        .get(header::CONTENT_TYPE)?
-        .to_str()
-        .ok()?;
-    ct.split(';').map(str::trim).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// One part of a multipart form.
-pub(crate) struct Part {
-    pub name: String,
-    pub filename: Option<String>,
-    pub data: Bytes,
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn disposition_value(headers: &str, key: &str) -> Option<String> {
-    let line = headers
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))?;
-    line.split(';').map(str::trim).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// Parses a `multipart/form-data` body held in memory.
-pub(crate) fn parse_multipart(body: &Bytes, boundary: &str) -> Vec<Part> {
-    let delim = format!("--{boundary}");
-    let next_delim = format!("\r\n--{boundary}");
-    let mut parts = Vec::new();
-    let Some(first) = find(body, delim.as_bytes()) else {
-        return parts;
-    };
-    let mut pos = first + delim.len();
-    loop {
-        let rest = &body[pos..];
-        if rest.starts_with(b"--") || rest.len() < 2 {
-            break;
-        }
-        let start = pos + if rest.starts_with(b"\r\n") { 2 } else { 0 };
-        let Some(len) = find(&body[start..], next_delim.as_bytes()) else {
-            break;
-        };
-        let part = &body[start..start + len];
-        if let Some(split) = find(part, b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&part[..split]).to_string();
-            if let Some(name) = disposition_value(&headers, "name") {
-                parts.push(Part {
-                    name,
-                    filename: disposition_value(&headers, "filename"),
-                    data: body.slice(start + split + 4..start + len),
-                });
-            }
-        }
-        pos = start + len + next_delim.len();
-    }
-    parts
-}
-
-async fn read_limited(body: Incoming, limit: usize) -> Option<Bytes> {
+pub(super) async fn read_limited(body: Incoming, limit: usize) -> Option<Bytes> {
     Limited::new(body, limit)
         .collect()
         .await
@@ -359,8 +290,8 @@ async fn read_limited(body: Incoming, limit: usize) -> Option<Bytes> {
 fn form_params(h: &HeaderMap, body: &Bytes, params: &mut Params) {
     let ct = content_type(h);
     if ct.starts_with("multipart/form-data") {
-        if let Some(b) = boundary_of(h) {
-            for part in parse_multipart(body, &b) {
+        if let Some(b) = multipart::boundary(h) {
+            for part in multipart::parse(body, &b) {
                 if part.filename.is_none() {
                     params.insert(part.name, String::from_utf8_lossy(&part.data).to_string());
                 }
@@ -416,13 +347,56 @@ async fn api_call(
     emu.count_api_call(&action);
 
     // faults first: a rate-limited or failing server never looks at the request
+    if let Some(answer) = injected_fault(emu, &action).await {
+        return answer;
+    }
+    if !is_known(&action) {
+        return Ok(api_error(emu, &action, &ApiError::new(253)));
+    }
+
+    // upload data endpoints carry the file as the body; other POSTs may carry a form
+    let (parts, body) = req.into_parts();
+    let mut params = Params::default();
+    query_params(parts.uri.query(), &mut params);
+    let data_upload = matches!(action.as_str(), "upload/simple" | "upload/resumable");
+    let body = if data_upload || parts.method != Method::POST {
+        Some(body)
+    } else {
+        let Some(bytes) = read_limited(body, FORM_LIMIT).await else {
+            return Ok(api_error(emu, &action, &ApiError::new(129)));
+        };
+        form_params(&parts.headers, &bytes, &mut params);
+        None
+    };
+
+    let caller = match authorize(emu, &action, &params, &parts.headers) {
+        Ok(c) => c,
+        Err(e) => return Ok(api_error(emu, &action, &e)),
+    };
+    let result = match (action.as_str(), body) {
+        ("upload/resumable", Some(b)) => {
+            upload::upload_resumable(emu, &params, &parts.headers, b).await
+        }
+        ("upload/simple", Some(b)) => simple_upload(emu, &params, &parts.headers, b).await,
+        _ => dispatch(emu, &action, &params, &caller),
+    };
+    Ok(envelope(emu, &action, result))
+}
+
+/// The fault switches' answer to this call, if they decide to answer it: latency first, then
+/// the rate limit (163), the unit-request switches, the random failure rate.
+async fn injected_fault(emu: &Emulator, action: &str) -> Option<Result<Response<Body>, io::Error>> {
+    let latency = lock(&emu.faults).faults.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
     let fault = {
         let mut faults = lock(&emu.faults);
         let mut rng = lock(&emu.fault_rng);
         if faults.over_rate_limit(Instant::now()) {
             drop(faults);
             emu.count_fault("rate_limit");
-            return Ok(api_error(emu, &action, &ApiError::new(163)));
+            return Some(Ok(api_error(emu, action, &ApiError::new(163))));
         }
         let unit = if action == "upload/resumable" {
             faults.unit_request_fails(&mut rng)
@@ -431,77 +405,51 @@ async fn api_call(
         };
         unit.or_else(|| faults.random_failure(&mut rng))
     };
-    if let Some(kind) = fault {
-        return injected(emu, &action, kind);
-    }
-    if !is_known(&action) {
-        return Ok(api_error(emu, &action, &ApiError::new(253)));
-    }
-
-    let (parts, body) = req.into_parts();
-    let mut params = Params::default();
-    query_params(parts.uri.query(), &mut params);
-    let data_upload = matches!(action.as_str(), "upload/simple" | "upload/resumable");
-    let mut body = Some(body);
-    if !data_upload && parts.method == Method::POST {
-        if let Some(b) = body.take() {
-            let Some(bytes) = read_limited(b, FORM_LIMIT).await else {
-                return Ok(api_error(emu, &action, &ApiError::new(129)));
-            };
-            form_params(&parts.headers, &bytes, &mut params);
-        }
-    }
-
-    let optional_token = matches!(action.as_str(), "upload/poll_upload" | "system/get_limits");
-    let allow_action = action.starts_with("upload/");
-    let token = params.get("session_token").map(String::from);
-    if token.is_some() || !optional_token {
-        if let Err(e) = api::check_token(emu, token.as_deref(), allow_action) {
-            return Ok(api_error(emu, &action, &e));
-        }
-    }
-    let caller = Caller { token };
-
-    let result = match action.as_str() {
-        "upload/resumable" => match body.take() {
-            Some(b) => upload::upload_resumable(emu, &params, &parts.headers, b).await,
-            None => Err(ApiError::new(100)),
-        },
-        "upload/simple" => match body.take() {
-            Some(b) => simple_upload(emu, &params, &parts.headers, b).await,
-            None => Err(ApiError::new(100)),
-        },
-        _ => dispatch(emu, &action, &params, &caller),
-    };
-    Ok(envelope(emu, &action, result))
+    fault.map(|kind| injected(emu, action, kind))
 }
 
+/// The token check (§1.4): 104 without a token, 105 for an unknown or expired one. Action
+/// tokens count on `upload/*` only; `upload/poll_upload` and `system/get_limits` need none.
+fn authorize(
+    emu: &Emulator,
+    action: &str,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let token = params.get("session_token").map(String::from);
+    let optional = matches!(action, "upload/poll_upload" | "system/get_limits");
+    // a multipart upload/simple may carry its token as a form field before the file part;
+    // `simple_upload` checks it there
+    let deferred =
+        action == "upload/simple" && token.is_none() && multipart::boundary(headers).is_some();
+    if !deferred && (token.is_some() || !optional) {
+        api::check_token(emu, token.as_deref(), action.starts_with("upload/"))?;
+    }
+    Ok(Caller { token })
+}
+
+/// `upload/simple` with a raw body, or with a multipart body whose file part is streamed.
 async fn simple_upload(
     emu: &Arc<Emulator>,
     params: &Params,
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Fields, ApiError> {
-    if !content_type(headers).starts_with("multipart/form-data") {
+    let Some(boundary) = multipart::boundary(headers) else {
         return upload::upload_simple(emu, params, headers, body, None).await;
-    }
-    let boundary = boundary_of(headers).ok_or(ApiError::new(129))?;
-    let bytes = read_limited(body, MULTIPART_UPLOAD_LIMIT)
-        .await
-        .ok_or(ApiError::new(129))?;
+    };
+    let part = match multipart::first_file_part(body, &boundary, FORM_LIMIT).await {
+        Ok(Some(part)) => part,
+        Ok(None) => return Err(ApiError::new(128)),
+        Err(_) => return Err(ApiError::new(129)),
+    };
     let mut params = params.clone();
-    let mut file = None;
-    for part in parse_multipart(&bytes, &boundary) {
-        if part.filename.is_some() || matches!(part.name.as_str(), "file" | "Filedata") {
-            if file.is_none() {
-                file = Some((part.filename, part.data));
-            }
-        } else {
-            params.insert(part.name, String::from_utf8_lossy(&part.data).to_string());
-        }
+    for (k, v) in part.fields {
+        params.insert(k, v);
     }
-    let (name, data) = file.ok_or(ApiError::new(128))?;
-    upload::upload_simple(emu, &params, headers, Full::new(data), name).await
+    // the token may have come in the query (checked already) or as a field (checked here)
+    api::check_token(emu, params.get("session_token"), true)?;
+    upload::upload_simple(emu, &params, headers, part.body, part.filename).await
 }
 
 fn dispatch(
@@ -634,253 +582,6 @@ async fn session_token(emu: &Arc<Emulator>, req: Request<Incoming>) -> Response<
     resp
 }
 
-// ---------------------------------------------------------------------------------------------
-// download host
-
-fn link_page(status: StatusCode, title: &str) -> Response<Body> {
-    let html = format!(
-        "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n"
-    );
-    text(status, "text/html; charset=UTF-8", &html)
-}
-
-/// A single byte range, resolved against the size; `Err(())` when unsatisfiable.
-/// Multiple ranges or malformed headers yield `Ok(None)`: the whole body is sent.
-fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = h.and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let Some(spec) = spec.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((a, b)) = spec.split_once('-') else {
-        return Ok(None);
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else {
-            return Ok(None);
-        };
-        if n == 0 || size == 0 {
-            return Err(());
-        }
-        return Ok(Some((size.saturating_sub(n), size - 1)));
-    }
-    let Ok(start) = a.parse::<u64>() else {
-        return Ok(None);
-    };
-    let end = if b.is_empty() {
-        size.saturating_sub(1)
-    } else {
-        match b.parse::<u64>() {
-            Ok(e) if e >= start => e.min(size.saturating_sub(1)),
-            _ => return Ok(None),
-        }
-    };
-    if start >= size {
-        return Err(());
-    }
-    Ok(Some((start, end)))
-}
-
-/// `/dl/<token>/<quickkey>/<name>` (and `/dlh/...`, the redirect target): GET/HEAD with single
-/// ranges, streamed from the store. Expired or unknown links answer 403, as MediaFire's hosts do
-/// for a stale link.
-async fn download(emu: &Arc<Emulator>, req: &Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path();
-    let is_hop = path.starts_with("/dlh/");
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (Some(token), Some(qk)) = (segs.get(1), segs.get(2)) else {
-        return link_page(StatusCode::NOT_FOUND, "Not Found");
-    };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = link_page(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
-    let now = now_ms();
-    let file = {
-        let state = lock(&emu.state);
-        match state.links.get(*token) {
-            Some(l) if l.quickkey == *qk && l.expires_ms > now => {}
-            _ => return link_page(StatusCode::FORBIDDEN, "403 Forbidden"),
-        }
-        match state.tree.files.get(*qk) {
-            Some(f) if !state.tree.file_in_trash(f) => f.clone(),
-            _ => return link_page(StatusCode::NOT_FOUND, "File Not Found"),
-        }
-    };
-    if emu.config.download_redirect && !is_hop {
-        let rest = segs[1..].join("/");
-        let mut r = link_page(StatusCode::FOUND, "Found");
-        if let Ok(v) = HeaderValue::from_str(&format!("{}/dlh/{rest}", emu.base_url)) {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
-        return r;
-    }
-    let size = file.size;
-    let (status, start, len) = match parse_range(req.headers().get(header::RANGE), size) {
-        Err(()) => {
-            let mut r = link_page(StatusCode::RANGE_NOT_SATISFIABLE, "Range Not Satisfiable");
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return r;
-        }
-        Ok(None) => (StatusCode::OK, 0, size),
-        Ok(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-    };
-    let body = if req.method() == Method::HEAD {
-        full(Bytes::new())
-    } else {
-        let stream = match emu.store.open(&file.hash, start, len).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, quickkey = %file.key, "emulator: content missing");
-                return link_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-            }
-        };
-        {
-            lock(&emu.stats).downloads += 1;
-            if let Some(f) = lock(&emu.state).tree.files.get_mut(&file.key) {
-                f.downloads += 1;
-            }
-        }
-        let counter = emu.clone();
-        let counted = stream.inspect(move |chunk| {
-            if let Ok(c) = chunk {
-                lock(&counter.stats).download_bytes += c.len() as u64;
-            }
-        });
-        BodyExt::boxed_unsync(StreamBody::new(counted.map(|r| r.map(Frame::data))))
-    };
-    let (mime, _) = api::mime_of(&file.name);
-    let mut r = Response::new(body);
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", file.hash)) {
-        h.insert(header::ETAG, v);
-    }
-    if status == StatusCode::PARTIAL_CONTENT {
-        let end = start + len - 1;
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
-    }
-    let disposition = format!(
-        "attachment; filename*=UTF-8''{}",
-        percent_encoding::utf8_percent_encode(&file.name, percent_encoding::NON_ALPHANUMERIC)
-    );
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    r
-}
-
-/// A 1×1 GIF for `/convkey/...` thumbnails.
-fn thumbnail() -> Response<Body> {
-    const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\
-\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
-    let mut r = Response::new(full(Bytes::from_static(GIF)));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
-    r
-}
-
-// ---------------------------------------------------------------------------------------------
-// /__emulator/
-
-async fn admin(emu: &Arc<Emulator>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
-    if !remote.ip().is_loopback() {
-        return text(
-            StatusCode::FORBIDDEN,
-            "text/plain",
-            "admin endpoints are loopback only\n",
-        );
-    }
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
-    let query = req.uri().query().map(String::from);
-    let ok = || json_response(StatusCode::OK, &json!({"ok": true}));
-    match (method, path.as_str()) {
-        (Method::GET, "/__emulator/stats") => json_response(StatusCode::OK, &emu.stats_json()),
-        (Method::POST, "/__emulator/stats/reset") => {
-            emu.reset_stats();
-            ok()
-        }
-        (Method::GET, "/__emulator/faults") => {
-            let f = lock(&emu.faults).faults.clone();
-            json_response(
-                StatusCode::OK,
-                &serde_json::to_value(f).unwrap_or(Value::Null),
-            )
-        }
-        (Method::POST, "/__emulator/faults") => {
-            let Some(body) = read_limited(req.into_body(), FORM_LIMIT).await else {
-                return text(StatusCode::BAD_REQUEST, "text/plain", "body too large\n");
-            };
-            match serde_json::from_slice::<Faults>(&body) {
-                Ok(f) => {
-                    emu.set_faults(f.clone());
-                    json_response(
-                        StatusCode::OK,
-                        &serde_json::to_value(f).unwrap_or(Value::Null),
-                    )
-                }
-                Err(e) => text(
-                    StatusCode::BAD_REQUEST,
-                    "text/plain",
-                    &format!("faults: invalid JSON ({e})\n"),
-                ),
-            }
-        }
-        (Method::POST, "/__emulator/expire-tokens") => {
-            emu.expire_all_tokens();
-            ok()
-        }
-        (Method::POST, "/__emulator/seed") => {
-            let mut params = Params::default();
-            query_params(query.as_deref(), &mut params);
-            let Some(path) = params.get("path").map(String::from) else {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "text/plain",
-                    "seed: `path` is required\n",
-                );
-            };
-            let body = match Limited::new(req.into_body(), usize::MAX).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        "text/plain",
-                        &format!("seed: {e}\n"),
-                    );
-                }
-            };
-            if path.ends_with('/') {
-                let key = emu.seed_folder(&path);
-                json_response(StatusCode::OK, &json!({"folderkey": key}))
-            } else {
-                let key = emu.seed_file(&path, &body);
-                json_response(StatusCode::OK, &json!({"quickkey": key}))
-            }
-        }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "unknown admin endpoint\n",
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -896,36 +597,5 @@ mod tests {
             "folder/get_content"
         );
         assert_eq!(action_of("/api/1.4/user/get_info.php"), "user/get_info");
-    }
-
-    #[test]
-    fn ranges_resolve_against_the_size() {
-        let v = |s: &str| HeaderValue::from_str(s).unwrap();
-        assert_eq!(parse_range(Some(&v("bytes=0-9")), 100), Ok(Some((0, 9))));
-        assert_eq!(parse_range(Some(&v("bytes=90-")), 100), Ok(Some((90, 99))));
-        assert_eq!(parse_range(Some(&v("bytes=-10")), 100), Ok(Some((90, 99))));
-        assert_eq!(
-            parse_range(Some(&v("bytes=50-500")), 100),
-            Ok(Some((50, 99)))
-        );
-        assert_eq!(parse_range(Some(&v("bytes=100-")), 100), Err(()));
-        assert_eq!(parse_range(Some(&v("bytes=0-1,5-6")), 100), Ok(None));
-        assert_eq!(parse_range(Some(&v("items=0-1")), 100), Ok(None));
-        assert_eq!(parse_range(None, 100), Ok(None));
-    }
-
-    #[test]
-    fn multipart_fields_and_files_are_split() {
-        let body = Bytes::from_static(
-            b"--XyZ\r\nContent-Disposition: form-data; name=\"session_token\"\r\n\r\nabc\r\n\
---XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
-Content-Type: text/plain\r\n\r\nhello\r\nworld\r\n--XyZ--\r\n",
-        );
-        let parts = parse_multipart(&body, "XyZ");
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].name, "session_token");
-        assert_eq!(&parts[0].data[..], b"abc");
-        assert_eq!(parts[1].filename.as_deref(), Some("a.txt"));
-        assert_eq!(&parts[1].data[..], b"hello\r\nworld");
     }
 }

@@ -149,13 +149,16 @@ impl Store {
         }
     }
 
-    /// Streams one upload unit into the store; fails past `limit` bytes.
+    /// Streams one upload unit into the store, keeping it only when its size and SHA-256 are
+    /// the `expected` ones (a damaged retry never replaces a good copy); fails past `limit`
+    /// bytes. Returns what arrived either way.
     pub async fn put_unit<B>(
         &self,
         key: &str,
         id: u64,
         body: B,
         limit: u64,
+        expected: &Stored,
     ) -> Result<Stored, PutError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -165,36 +168,28 @@ impl Store {
             Store::Memory { units, .. } => {
                 let data = collect_limited(body, limit).await?;
                 let hash = hex::encode(Sha256::digest(&data));
-                let size = data.len() as u64;
-                lock(units).insert((key.to_string(), id), data);
-                Ok(Stored { hash, size })
+                let stored = Stored {
+                    hash,
+                    size: data.len() as u64,
+                };
+                if stored == *expected {
+                    lock(units).insert((key.to_string(), id), data);
+                }
+                Ok(stored)
             }
             Store::Disk { root, .. } => {
                 let tmp = self.tmp_path();
                 let stored = match write_body_to_file(body, &tmp, limit).await {
-                    Ok(s) => s,
-                    Err(e) => {
+                    Ok(s) if s == *expected => s,
+                    other => {
                         let _ = tokio::fs::remove_file(&tmp).await;
-                        return Err(e);
+                        return other;
                     }
                 };
                 let dir = root.join("units").join(key);
                 tokio::fs::create_dir_all(&dir).await?;
                 tokio::fs::rename(&tmp, dir.join(id.to_string())).await?;
                 Ok(stored)
-            }
-        }
-    }
-
-    /// Drops a stored unit (a unit that failed its hash check).
-    pub async fn remove_unit(&self, key: &str, id: u64) {
-        match self {
-            Store::Memory { units, .. } => {
-                lock(units).remove(&(key.to_string(), id));
-            }
-            Store::Disk { root, .. } => {
-                let _ =
-                    tokio::fs::remove_file(root.join("units").join(key).join(id.to_string())).await;
             }
         }
     }
@@ -270,7 +265,7 @@ impl Store {
                 file.seek(io::SeekFrom::Start(start)).await?;
                 let reader = file.take(len);
                 let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK);
-                Ok(Box::pin(stream.map(|r| r.map(Bytes::from))))
+                Ok(Box::pin(stream.map(|r| r)))
             }
         }
     }
@@ -397,14 +392,46 @@ mod tests {
             .collect()
     }
 
+    fn expect(data: &[u8]) -> Stored {
+        Stored {
+            hash: hex::encode(Sha256::digest(data)),
+            size: data.len() as u64,
+        }
+    }
+
     async fn roundtrip(store: Store) {
+        // a damaged unit is reported but not kept
+        let bad = store
+            .put_unit(
+                "k",
+                0,
+                Full::new(Bytes::from_static(b"hellX ")),
+                100,
+                &expect(b"hello "),
+            )
+            .await
+            .unwrap();
+        assert_ne!(bad, expect(b"hello "));
+        assert!(store.assemble("k", 1).await.is_err());
         let a = store
-            .put_unit("k", 0, Full::new(Bytes::from_static(b"hello ")), 100)
+            .put_unit(
+                "k",
+                0,
+                Full::new(Bytes::from_static(b"hello ")),
+                100,
+                &expect(b"hello "),
+            )
             .await
             .unwrap();
         assert_eq!(a.size, 6);
         store
-            .put_unit("k", 1, Full::new(Bytes::from_static(b"world")), 100)
+            .put_unit(
+                "k",
+                1,
+                Full::new(Bytes::from_static(b"world")),
+                100,
+                &expect(b"world"),
+            )
             .await
             .unwrap();
         let blob = store.assemble("k", 2).await.unwrap();

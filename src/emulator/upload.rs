@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::DuplicateAction;
 use super::api::{ApiError, Fields, Params, created_pair};
 use super::state::{Emulator, State, is_valid_name, lock, now_ms, random_key};
-use super::store::{PutError, is_sha256_hex};
+use super::store::{PutError, Stored, is_sha256_hex};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -162,6 +162,38 @@ fn destination(emu: &Emulator, p: &Params) -> Result<String, ApiError> {
     }
 }
 
+/// Finished upload sessions answer polls for this long, then are forgotten.
+const FINISHED_SESSION_MS: i64 = 3600 * 1000;
+
+/// Forgets finished sessions older than [`FINISHED_SESSION_MS`]. Sessions still receiving units
+/// are kept: a client may resume them at any time (their units stay in the store).
+fn prune_finished(state: &mut State, now: i64) {
+    state.uploads.retain(|_, s| {
+        !matches!(s.phase, Phase::Done { .. } | Phase::Failed { .. })
+            || now - s.updated_ms < FINISHED_SESSION_MS
+    });
+}
+
+/// Picks up uploads a restart interrupted: an assembling upload is assembled again, a verifying
+/// one completes after the rest of its delay.
+pub(crate) fn resume_pending(emu: &Arc<Emulator>) {
+    let pending: Vec<(String, Phase)> = lock(&emu.state)
+        .uploads
+        .values()
+        .filter(|s| matches!(s.phase, Phase::Assembling | Phase::Verifying { .. }))
+        .map(|s| (s.key.clone(), s.phase.clone()))
+        .collect();
+    for (key, phase) in pending {
+        match phase {
+            Phase::Assembling => {
+                let emu = emu.clone();
+                tokio::spawn(async move { assemble_and_verify(&emu, &key).await });
+            }
+            verifying => set_phase(emu, &key, verifying),
+        }
+    }
+}
+
 /// Finds the open session for this file or opens one.
 fn session_for(
     state: &mut State,
@@ -181,6 +213,7 @@ fn session_for(
     }) {
         return s.key.clone();
     }
+    prune_finished(state, now_ms());
     let key = loop {
         let k = random_key(&mut state.rng, 11);
         if !state.uploads.contains_key(&k) {
@@ -239,9 +272,13 @@ pub(crate) fn upload_check(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Ap
     let resumable = p.get("resumable") == Some("yes");
     let action = p.duplicate_action(emu.config.duplicate_action)?;
     let folder = destination(emu, p)?;
+    if size.is_some_and(|s| s > emu.config.max_upload_size) {
+        return Err(ApiError::new(282));
+    }
+    // MediaFire stores no empty files, so the empty content is never "known"
     let hash_exists = hash
         .as_deref()
-        .is_some_and(|h| emu.store.blob_size(h).is_some());
+        .is_some_and(|h| emu.store.blob_size(h).is_some_and(|s| s > 0));
 
     let mut state = lock(&emu.state);
     let tree = &state.tree;
@@ -250,9 +287,12 @@ pub(crate) fn upload_check(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, Ap
     let in_account = hash
         .as_deref()
         .is_some_and(|h| tree.files.values().any(|f| f.hash == h));
+    // the folder may have been purged since `destination` looked it up
+    let Some(dest) = tree.folders.get(&folder) else {
+        return Err(ApiError::new(112));
+    };
     let in_folder = hash.as_deref().is_some_and(|h| {
-        tree.folders[&folder]
-            .child_files
+        dest.child_files
             .iter()
             .filter_map(|k| tree.files.get(k))
             .any(|f| f.deleted_ms.is_none() && f.hash == h)
@@ -303,7 +343,7 @@ pub(crate) fn upload_instant(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, 
         Some(_) => p.number("size", 0)?,
     };
     match emu.store.blob_size(&hash) {
-        None => return Err(ApiError::new(265)),
+        None | Some(0) => return Err(ApiError::new(265)),
         Some(s) if s != size => return Err(ApiError::new(129)),
         Some(_) => {}
     }
@@ -313,10 +353,10 @@ pub(crate) fn upload_instant(emu: &Arc<Emulator>, p: &Params) -> Result<Fields, 
 
     let now = now_ms();
     let mut state = lock(&emu.state);
-    if let Some(t) = &target {
-        if !state.tree.files.contains_key(t) {
-            return Err(ApiError::new(110));
-        }
+    if let Some(t) = &target
+        && !state.tree.files.contains_key(t)
+    {
+        return Err(ApiError::new(110));
     }
     let replaced = target
         .as_ref()
@@ -451,42 +491,31 @@ where
     B::Error: std::fmt::Display,
 {
     let uh = upload_headers(emu, h, p)?;
-    let (Some(size), Some(hash)) = (uh.size, uh.hash) else {
+    let (Some(size), Some(hash)) = (uh.size, uh.hash.clone()) else {
         return Err(ApiError::new(128));
     };
-    let unit_id: u64 = header(h, "x-unit-id")
-        .ok_or(ApiError::new(128))?
-        .parse()
-        .map_err(|_| ApiError::new(129))?;
-    let unit_size: u64 = header(h, "x-unit-size")
-        .ok_or(ApiError::new(128))?
-        .parse()
-        .map_err(|_| ApiError::new(129))?;
-    let unit_hash = parse_hash(header(h, "x-unit-hash").as_deref())?.ok_or(ApiError::new(128))?;
-    let action = p.duplicate_action(emu.config.duplicate_action)?;
+    if size > emu.config.max_upload_size {
+        return Err(ApiError::new(282));
+    }
+    let (unit_id, unit_size, unit_hash) = unit_headers(h)?;
     let folder = destination(emu, p)?;
 
     // 1. find the session and check the unit against it
     let key = {
         let mut state = lock(&emu.state);
+        let action = p.duplicate_action(emu.config.duplicate_action)?;
         let target = p.get("quick_key").map(String::from);
-        let key = session_for(
-            &mut state,
-            &folder,
-            &uh.filename,
-            &hash,
-            size,
-            action,
-            target.clone(),
-        );
-        // The unit requests carry the caller's intent; an earlier
-        // `upload/check` of the same content may have opened the session
-        // with the default duplicate action.
-        if let Some(s) = state.uploads.get_mut(&key) {
+        let key = session_for(&mut state, &folder, &uh.filename, &hash, size, action, None);
+        let Some(s) = state.uploads.get_mut(&key) else {
+            return Err(ApiError::new(175));
+        };
+        // the unit request's own parameters win over those the check opened the session with
+        if p.get("action_on_duplicate").is_some() {
             s.action = action;
+        }
+        if target.is_some() {
             s.target = target;
         }
-        let s = &state.uploads[&key];
         if unit_id >= s.received.len() as u64 || unit_size != unit_len(size, s.unit_size, unit_id) {
             return Err(ApiError::new(129));
         }
@@ -498,7 +527,15 @@ where
     };
 
     // 2. stream the body into the store, then check its length and hash
-    let stored = match emu.store.put_unit(&key, unit_id, body, unit_size).await {
+    let expected = Stored {
+        hash: unit_hash,
+        size: unit_size,
+    };
+    let stored = match emu
+        .store
+        .put_unit(&key, unit_id, body, unit_size, &expected)
+        .await
+    {
         Ok(s) => s,
         Err(PutError::TooLong) => return Err(ApiError::new(129)),
         Err(PutError::Io(e)) => {
@@ -508,11 +545,9 @@ where
     };
     lock(&emu.stats).upload_unit_bytes += stored.size;
     if stored.size != unit_size {
-        emu.store.remove_unit(&key, unit_id).await;
         return Err(ApiError::new(129));
     }
-    if stored.hash != unit_hash {
-        emu.store.remove_unit(&key, unit_id).await;
+    if stored.hash != expected.hash {
         return Err(ApiError::new(304));
     }
 
@@ -535,6 +570,18 @@ where
         assemble_and_verify(emu, &key).await;
     }
     Ok(answer)
+}
+
+/// `x-unit-id`, `x-unit-size` and `x-unit-hash` (128 when missing, 129 when malformed).
+fn unit_headers(h: &HeaderMap) -> Result<(u64, u64, String), ApiError> {
+    let number = |name: &str| -> Result<u64, ApiError> {
+        header(h, name)
+            .ok_or(ApiError::new(128))?
+            .parse()
+            .map_err(|_| ApiError::new(129))
+    };
+    let hash = parse_hash(header(h, "x-unit-hash").as_deref())?.ok_or(ApiError::new(128))?;
+    Ok((number("x-unit-id")?, number("x-unit-size")?, hash))
 }
 
 fn resumable_answer(s: &UploadSession) -> Fields {
@@ -679,10 +726,10 @@ where
     B::Error: std::fmt::Display,
 {
     let mut params = p.clone();
-    if let Some(n) = part_filename {
-        if h.get("x-filename").is_none() {
-            params.insert("filename".into(), n);
-        }
+    if let Some(n) = part_filename
+        && h.get("x-filename").is_none()
+    {
+        params.insert("filename".into(), n);
     }
     let uh = upload_headers(emu, h, &params)?;
     let action = params.duplicate_action(emu.config.duplicate_action)?;
@@ -704,6 +751,7 @@ where
         && uh.hash.as_deref().is_none_or(|x| x == stored.hash);
     let key = {
         let mut state = lock(&emu.state);
+        prune_finished(&mut state, now_ms());
         let key = loop {
             let k = random_key(&mut state.rng, 11);
             if !state.uploads.contains_key(&k) {

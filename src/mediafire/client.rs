@@ -19,13 +19,13 @@ use dashmap::DashMap;
 use reqwest::header::{ACCEPT, ACCEPT_LANGUAGE, COOKIE, ORIGIN, REFERER, SET_COOKIE};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, trace};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::mediafire::codes;
 use crate::mediafire::download::CachedLink;
 use crate::mediafire::envelope;
-use crate::mediafire::limiter::Limiter;
+use crate::mediafire::limiter::{Class, Limiter};
 use crate::mediafire::retry::{Idempotency, RetryPolicy};
 use crate::mediafire::session::{self, Session, TokenKind};
 use crate::mediafire::stats::{ClientStats, Stats};
@@ -192,6 +192,8 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(Duration::from_secs(20).min(config.request_timeout))
+            // A stalled download host must not hang a reader forever.
+            .read_timeout(config.request_timeout)
             .build()
             .map_err(|e| Error::new(ErrorKind::Local, "building the HTTP client").with_source(e))?;
 
@@ -287,50 +289,73 @@ impl Client {
         token: Option<&str>,
         payload: Payload,
     ) -> Result<T> {
+        let (upload_bytes, class) = match &payload {
+            Payload::Data { body, .. } => (body.len() as u64, Class::Transfer),
+            Payload::Form(_) => (0, Class::Call),
+        };
+        let req = self.build_request(action, token, payload);
+
+        let permit = self.inner.limiter.acquire(class).await;
+        let started = std::time::Instant::now();
+        let reply = self.exchange(action, req).await;
+        drop(permit);
+
+        let result = reply.and_then(|(status, body)| {
+            let ms = started.elapsed().as_millis() as u64;
+            trace!(action, status, ms, "api reply");
+            envelope::decode::<T>(action, status, &body)
+        });
+        self.after_reply(action, &result);
+        if result.is_ok() && upload_bytes > 0 {
+            let up = &self.inner.stats.bytes_up;
+            up.fetch_add(upload_bytes, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The POST for `action`: a form, or raw bytes with query and `x-*`
+    /// headers; `response_format=json` and the token always go along.
+    fn build_request(
+        &self,
+        action: &str,
+        token: Option<&str>,
+        payload: Payload,
+    ) -> reqwest::RequestBuilder {
         let url = format!("{}/api/1.5/{action}.php", self.inner.api_base);
-        let mut req = match payload {
-            Payload::Form(mut params) => {
-                params.push(("response_format", "json".into()));
-                if let Some(t) = token {
-                    params.push(("session_token", t.to_string()));
-                }
-                self.inner
-                    .http
-                    .post(&url)
-                    .form(&params)
-                    .timeout(self.inner.config.request_timeout)
+        let common = |mut p: Vec<(&'static str, String)>| {
+            p.push(("response_format", "json".into()));
+            if let Some(t) = token {
+                p.push(("session_token", t.to_string()));
             }
+            p
+        };
+        let req = match payload {
+            Payload::Form(params) => self
+                .inner
+                .http
+                .post(&url)
+                .form(&common(params))
+                .timeout(self.inner.config.request_timeout),
             Payload::Data {
-                mut query,
+                query,
                 headers,
                 body,
                 timeout,
             } => {
-                query.push(("response_format", "json".into()));
-                if let Some(t) = token {
-                    query.push(("session_token", t.to_string()));
-                }
-                let mut r = self.inner.http.post(&url).query(&query).timeout(timeout);
+                let mut r = self
+                    .inner
+                    .http
+                    .post(&url)
+                    .query(&common(query))
+                    .timeout(timeout);
                 for (k, v) in headers {
                     r = r.header(k, v);
                 }
-                self.inner
-                    .stats
-                    .bytes_up
-                    .fetch_add(body.len() as u64, Ordering::Relaxed);
                 r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .body(body)
             }
         };
-        req = self.browser_headers(req, APP_ORIGIN, APP_REFERER);
-
-        let permit = self.inner.limiter.acquire().await;
-        let result = self.exchange(action, req).await;
-        drop(permit);
-
-        let result = result.and_then(|(status, body)| envelope::decode::<T>(action, status, &body));
-        self.after_reply(action, &result);
-        result
+        self.browser_headers(req, APP_ORIGIN, APP_REFERER)
     }
 
     /// Common headers: the web app's Origin/Referer and the cookie.
@@ -365,8 +390,20 @@ impl Client {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if !cookies.is_empty() {
-            self.inner.session.merge_set_cookies(cookies.into_iter())?;
+        if !cookies.is_empty()
+            && let Err(e) = self.inner.session.merge_set_cookies(cookies.into_iter())
+        {
+            // The rotated cookie is in memory; only the restart copy is stale.
+            tracing::warn!(error = %e, "could not save the rotated cookie");
+        }
+        if matches!(status, 429 | 503)
+            && let Some(secs) = retry_after(resp.headers())
+        {
+            debug!(
+                action,
+                secs, "server asked to retry later, pausing all calls"
+            );
+            self.inner.limiter.pause(Duration::from_secs(secs));
         }
         let body = resp.bytes().await.map_err(|e| transport_error(action, e))?;
         Ok((status, body))
@@ -427,7 +464,7 @@ impl Client {
                             .unwrap_or_else(|| cookie.to_string()),
                     )
                     .timeout(self.inner.config.request_timeout);
-                let permit = self.inner.limiter.acquire().await;
+                let permit = self.inner.limiter.acquire(Class::Call).await;
                 let reply = self.exchange(ACTION, req).await;
                 drop(permit);
                 let result = reply.and_then(|(status, body)| token_reply(status, &body));
@@ -552,22 +589,38 @@ impl Client {
 
     /// `folder/create` with `action_on_duplicate=skip` (spec §3.3). Not
     /// idempotent: resent only when MediaFire provably did not act;
-    /// `Remote::create_folder` adds the re-list that makes it safe.
+    /// `Remote::create_folder` adds the re-list that makes a resend safe.
     pub async fn folder_create(
         &self,
         parent_key: &str,
         name: &str,
     ) -> Result<FolderCreateResponse> {
-        self.call(
-            "folder/create",
-            folder_create_params(parent_key, name),
-            Idempotency::NotIdempotent,
-        )
-        .await
-        .map_err(|e| {
-            e.with_context("parent_key", display_key(parent_key))
-                .with_context("name", name)
-        })
+        self.inner
+            .retry
+            .run("folder/create", Idempotency::NotIdempotent, || {
+                self.folder_create_once(parent_key, name)
+            })
+            .await
+    }
+
+    /// One `folder/create` send (with the 105 renewal), no retries.
+    pub(crate) async fn folder_create_once(
+        &self,
+        parent_key: &str,
+        name: &str,
+    ) -> Result<FolderCreateResponse> {
+        let params = vec![
+            ("parent_key", parent_key.to_string()),
+            ("foldername", name.to_string()),
+            // `skip` never makes a renamed duplicate (`keep` would).
+            ("action_on_duplicate", "skip".to_string()),
+        ];
+        self.call_once("folder/create", TokenKind::Session, Payload::Form(params))
+            .await
+            .map_err(|e| {
+                e.with_context("parent_key", display_key(parent_key))
+                    .with_context("name", name)
+            })
     }
 
     /// `folder/update` with a new `foldername` (spec §3.4).
@@ -720,35 +773,31 @@ impl Client {
     }
 
     /// Waits (bounded) until `device/get_status` says no async job runs, after
-    /// a mutation answered `asynchronous:"yes"` (spec §2.4).
-    pub(crate) async fn wait_for_async_jobs(&self, action: &'static str) -> Result<()> {
+    /// a mutation answered `asynchronous:"yes"` (spec §2.4). The mutation was
+    /// accepted either way, so a failure here is logged, never returned.
+    pub(crate) async fn wait_for_async_jobs(&self, action: &'static str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut delay = Duration::from_millis(250);
+        let mut delay = self.config().retry_base_delay.max(Duration::from_millis(1));
         loop {
-            let status = self.device_get_status().await?;
-            if !status.async_jobs_in_progress {
-                return Ok(());
+            match self.device_get_status().await {
+                Ok(s) if !s.async_jobs_in_progress => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(action, error = %e, "cannot tell whether the asynchronous job finished");
+                    return;
+                }
             }
             if tokio::time::Instant::now() + delay > deadline {
                 tracing::warn!(
                     action,
                     "asynchronous job still running after 60 s, continuing"
                 );
-                return Ok(());
+                return;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(4));
         }
     }
-}
-
-/// `folder/create` parameters; `skip` never makes a renamed duplicate.
-fn folder_create_params(parent_key: &str, name: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("parent_key", parent_key.to_string()),
-        ("foldername", name.to_string()),
-        ("action_on_duplicate", "skip".to_string()),
-    ]
 }
 
 /// The token endpoint reply: an envelope, or a bare `{"response":{"session_token"}}`.
@@ -767,11 +816,23 @@ fn token_reply(status: u16, body: &[u8]) -> Result<SessionTokenResponse> {
         {
             Err(e)
         }
-        Err(e) => Err(Error::new(ErrorKind::Auth, "MediaFire refused the cookie")
-            .with_action(ACTION)
-            .with_context("http_status", status)
-            .with_source(e)),
+        Err(e) => {
+            let refused = Error::new(ErrorKind::Auth, "MediaFire refused the cookie")
+                .with_action(ACTION)
+                .with_context("http_status", status);
+            let refused = match e.code() {
+                Some(code) => refused.with_code(code),
+                None => refused,
+            };
+            Err(refused.with_source(e))
+        }
     }
+}
+
+/// A `Retry-After` in seconds (capped at two minutes); dates are ignored.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(|s| s.min(120))
 }
 
 /// A transport failure: always transient; the URL (which may carry a token)
@@ -834,6 +895,9 @@ fn validate(config: &ClientConfig) -> Result<String> {
     if config.request_timeout.is_zero() {
         return Err(bad("config: request_timeout must be positive"));
     }
+    if config.renew_after.is_zero() {
+        return Err(bad("config: renew_after must be positive (default 8 min)"));
+    }
     Ok(base)
 }
 
@@ -850,6 +914,26 @@ mod tests {
         assert!(
             s.contains("session_token=***") && s.contains("folder_key=abc"),
             "{s}"
+        );
+    }
+
+    #[tokio::test]
+    async fn transport_errors_carry_no_url() {
+        // A port of our own that nobody listens on any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url =
+            format!("http://127.0.0.1:{port}/api/1.5/upload/resumable.php?session_token=SECRET");
+        let e = reqwest::Client::new().post(url).send().await.unwrap_err();
+        let e = transport_error("upload/resumable", e);
+        assert!(e.is_temporary());
+        let shown = format!("{e} {e:?}");
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("session_token"),
+            "{shown}"
         );
     }
 
@@ -872,7 +956,8 @@ mod tests {
         );
         assert_eq!(token_reply(403, b"").unwrap_err().kind(), ErrorKind::Auth);
         let e107 = br#"{"response":{"result":"Error","error":107,"message":"The Credentials you entered are invalid"}}"#;
-        assert_eq!(token_reply(200, e107).unwrap_err().kind(), ErrorKind::Auth);
+        let e = token_reply(200, e107).unwrap_err();
+        assert_eq!((e.kind(), e.code()), (ErrorKind::Auth, Some(107)));
         assert_eq!(
             token_reply(200, br#"{"response":{"result":"Success"}}"#)
                 .unwrap_err()

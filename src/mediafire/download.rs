@@ -8,8 +8,6 @@
 //! download host, and its URLs never reach an error message (they carry a
 //! token of their own).
 
-use std::time::SystemTime;
-
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::StatusCode;
@@ -23,6 +21,9 @@ use crate::mediafire::retry::Idempotency;
 use crate::remote::{ByteStream, Download};
 
 const ACTION: &str = "download";
+
+/// Direct links kept at most (about 200 bytes each).
+pub const MAX_CACHED_LINKS: usize = 10_000;
 
 /// A direct link and when it was fetched.
 pub(crate) struct CachedLink {
@@ -47,6 +48,7 @@ impl Client {
         }
         let links = self.file_get_links(quickkey).await?;
         let url = pick_direct_link(quickkey, &links)?;
+        self.prune_links();
         self.inner.links.insert(
             quickkey.to_string(),
             CachedLink {
@@ -55,6 +57,20 @@ impl Client {
             },
         );
         Ok(url)
+    }
+
+    /// Keeps the link cache bounded: past [`MAX_CACHED_LINKS`] entries the
+    /// expired ones go, and if that is not enough, all of them.
+    fn prune_links(&self) {
+        let links = &self.inner.links;
+        if links.len() < MAX_CACHED_LINKS {
+            return;
+        }
+        let ttl = self.config().link_ttl;
+        links.retain(|_, l| l.fetched.elapsed() < ttl);
+        if links.len() >= MAX_CACHED_LINKS {
+            links.clear();
+        }
     }
 
     /// Opens `quickkey` at `offset` for `len` bytes (to the end when `None`).
@@ -259,6 +275,7 @@ pub struct ContentRange {
     pub total: Option<u64>,
 }
 
+/// Parses a `Content-Range` header value; `None` when it is not in bytes.
 pub fn parse_content_range(v: &str) -> Option<ContentRange> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     let (span, total) = rest.split_once('/')?;
@@ -278,67 +295,68 @@ fn limit_stream(
     skip: u64,
     want: u64,
 ) -> ByteStream {
-    struct St<S> {
-        inner: std::pin::Pin<Box<S>>,
-        skip: u64,
-        left: u64,
-        failed: bool,
-        client: Client,
-        started: SystemTime,
-    }
-    let st = St {
-        inner: Box::pin(inner),
+    let window = Window {
         skip,
         left: want,
-        failed: false,
-        client,
-        started: SystemTime::now(),
+        done: want == 0,
     };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        loop {
-            if st.failed || st.left == 0 {
-                return None;
+    Box::pin(futures_util::stream::unfold(
+        (Box::pin(inner), window, client),
+        |(mut inner, mut w, client)| async move {
+            let item = w.next(&mut inner).await?;
+            if let Ok(chunk) = &item {
+                let down = &client.inner.stats.bytes_down;
+                down.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            match st.inner.next().await {
+            Some((item, (inner, w, client)))
+        },
+    ))
+}
+
+/// Which part of an upstream body the reader wants.
+struct Window {
+    skip: u64,
+    left: u64,
+    /// Set once the window is full or an error was yielded.
+    done: bool,
+}
+
+impl Window {
+    /// The next piece of the window, `None` when complete.
+    async fn next<S>(&mut self, inner: &mut std::pin::Pin<Box<S>>) -> Option<Result<Bytes>>
+    where
+        S: Stream<Item = reqwest::Result<Bytes>>,
+    {
+        while !self.done {
+            let mut chunk = match inner.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    return Some(self.fail(crate::mediafire::client::transport_error(ACTION, e)));
+                }
                 None => {
-                    st.failed = true;
                     let e = Error::new(ErrorKind::Transient, "download ended early")
                         .with_action(ACTION)
-                        .with_context("missing_bytes", st.left);
-                    return Some((Err(e), st));
+                        .with_context("missing_bytes", self.left);
+                    return Some(self.fail(e));
                 }
-                Some(Err(e)) => {
-                    st.failed = true;
-                    let e = crate::mediafire::client::transport_error(ACTION, e);
-                    return Some((Err(e), st));
-                }
-                Some(Ok(mut chunk)) => {
-                    if st.skip > 0 {
-                        let n = st.skip.min(chunk.len() as u64) as usize;
-                        let _ = chunk.split_to(n);
-                        st.skip -= n as u64;
-                    }
-                    if chunk.is_empty() {
-                        continue;
-                    }
-                    if chunk.len() as u64 > st.left {
-                        chunk.truncate(st.left as usize);
-                    }
-                    st.left -= chunk.len() as u64;
-                    st.client
-                        .inner
-                        .stats
-                        .bytes_down
-                        .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    if st.left == 0 {
-                        let secs = st.started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
-                        tracing::trace!(secs, "download stream complete");
-                    }
-                    return Some((Ok(chunk), st));
-                }
+            };
+            let skipped = self.skip.min(chunk.len() as u64);
+            let _ = chunk.split_to(skipped as usize);
+            self.skip -= skipped;
+            chunk.truncate(self.left.min(chunk.len() as u64) as usize);
+            self.left -= chunk.len() as u64;
+            self.done = self.left == 0;
+            if !chunk.is_empty() {
+                return Some(Ok(chunk));
             }
         }
-    }))
+        None
+    }
+
+    fn fail(&mut self, e: Error) -> Result<Bytes> {
+        self.done = true;
+        Err(e)
+    }
 }
 
 #[cfg(test)]
@@ -361,6 +379,40 @@ mod tests {
         );
     }
     use crate::mediafire::types::LinkEntry;
+
+    #[tokio::test]
+    async fn window_skips_limits_and_reports_short_bodies() {
+        let body = |parts: &[&'static [u8]]| {
+            Box::pin(futures_util::stream::iter(
+                parts
+                    .iter()
+                    .map(|p| Ok(Bytes::from_static(p)))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let mut w = Window {
+            skip: 3,
+            left: 4,
+            done: false,
+        };
+        let mut inner = body(&[b"ab", b"cdef", b"ghij"]);
+        let mut got = Vec::new();
+        while let Some(c) = w.next(&mut inner).await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(got, b"defg");
+
+        let mut w = Window {
+            skip: 0,
+            left: 10,
+            done: false,
+        };
+        let mut inner = body(&[b"abc"]);
+        assert_eq!(&w.next(&mut inner).await.unwrap().unwrap()[..], b"abc");
+        let e = w.next(&mut inner).await.unwrap().unwrap_err();
+        assert_eq!(e.context("missing_bytes"), Some("7"));
+        assert!(w.next(&mut inner).await.is_none(), "nothing after an error");
+    }
 
     #[test]
     fn content_range_forms() {

@@ -16,7 +16,7 @@
 //! - [`session`]: the only owner of cookie and tokens; renewal; state file.
 //! - [`upload`]: check → instant | resumable units → poll.
 //! - [`download`]: direct-link cache and ranged streaming GETs.
-//! - `remote_impl`: `impl Remote for Client`.
+//! - [`remote_impl`]: `impl Remote for Client`; local name checks.
 //! - [`stats`]: counters for `/metrics`.
 
 pub mod client;
@@ -24,7 +24,7 @@ pub mod codes;
 pub mod download;
 pub mod envelope;
 pub mod limiter;
-mod remote_impl;
+pub mod remote_impl;
 pub mod retry;
 pub mod session;
 pub mod stats;

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::mediafire::client::{Client, ContentType, display_key};
 use crate::mediafire::parse_utc;
 use crate::mediafire::retry::Idempotency;
-use crate::mediafire::types::{FileEntry, FolderEntry, MutationResponse};
+use crate::mediafire::types::{FileEntry, FolderCreateResponse, FolderEntry, MutationResponse};
 use crate::remote::{
     AccountInfo, DeviceStatus, Download, FileInfo, FolderInfo, Listing, Quota, Remote,
     UploadRequest,
@@ -61,7 +61,7 @@ impl Client {
     async fn settle(&self, action: &'static str, r: &MutationResponse) -> Result<()> {
         if r.asynchronous {
             debug!(action, "mutation runs asynchronously, waiting for it");
-            self.wait_for_async_jobs(action).await?;
+            self.wait_for_async_jobs(action).await;
         }
         Ok(())
     }
@@ -99,6 +99,51 @@ fn created(utc: Option<&str>, key: &str) -> SystemTime {
             SystemTime::UNIX_EPOCH
         }
     }
+}
+
+/// Longest name MediaFire is assumed to take (spec §6.1).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Refuses names MediaFire cannot store before any call: empty, `.`/`..`,
+/// a slash or backslash, a control character, or longer than
+/// [`MAX_NAME_LEN`] characters. The rest is MediaFire's call (118/185).
+pub fn check_name(action: &'static str, name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+        || name.chars().count() > MAX_NAME_LEN;
+    if bad {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            "name is empty, too long, or has a slash or control character",
+        )
+        .with_action(action)
+        .with_context("name", name.escape_debug()));
+    }
+    Ok(())
+}
+
+/// The seam's view of a `folder/create` reply.
+fn created_folder(r: FolderCreateResponse, requested: &str) -> Result<FolderInfo> {
+    let key = r.folder_key.or(r.folderkey).unwrap_or_default();
+    if key.is_empty() {
+        return Err(
+            Error::new(ErrorKind::Permanent, "folder/create returned no folder key")
+                .with_action("folder/create"),
+        );
+    }
+    Ok(FolderInfo {
+        key,
+        name: r.name.unwrap_or_else(|| requested.to_string()),
+        created: r
+            .created_utc
+            .as_deref()
+            .and_then(parse_utc)
+            .unwrap_or_else(SystemTime::now),
+        revision: r.revision,
+    })
 }
 
 fn warn_renamed(action: &'static str, r: &MutationResponse) {
@@ -158,6 +203,7 @@ impl Remote for Client {
     /// Checks the name is free, creates with `skip`, and after an ambiguous
     /// failure re-lists the parent instead of sending the create again.
     async fn create_folder(&self, parent: &str, name: &str) -> Result<FolderInfo> {
+        check_name("folder/create", name)?;
         if let Some(existing) = self.find_folder(parent, name).await? {
             return Err(
                 Error::new(ErrorKind::AlreadyExists, "a folder with this name exists")
@@ -166,45 +212,12 @@ impl Remote for Client {
                     .with_context("folder_key", existing.key),
             );
         }
-        let params = vec![
-            ("parent_key", parent.to_string()),
-            ("foldername", name.to_string()),
-            ("action_on_duplicate", "skip".to_string()),
-        ];
-        let payload = crate::mediafire::client::Payload::Form(params);
-        let created: FolderInfo = self
-            .inner
+        self.inner
             .retry
             .run_checked(
                 "folder/create",
                 Idempotency::NotIdempotent,
-                || async {
-                    let r: crate::mediafire::types::FolderCreateResponse = self
-                        .call_once(
-                            "folder/create",
-                            crate::mediafire::session::TokenKind::Session,
-                            payload.clone(),
-                        )
-                        .await?;
-                    let key = r.folder_key.or(r.folderkey).unwrap_or_default();
-                    if key.is_empty() {
-                        return Err(Error::new(
-                            ErrorKind::Permanent,
-                            "folder/create returned no folder key",
-                        )
-                        .with_action("folder/create"));
-                    }
-                    Ok(FolderInfo {
-                        key,
-                        name: r.name.unwrap_or_else(|| name.to_string()),
-                        created: r
-                            .created_utc
-                            .as_deref()
-                            .and_then(parse_utc)
-                            .unwrap_or_else(SystemTime::now),
-                        revision: r.revision,
-                    })
-                },
+                || async { created_folder(self.folder_create_once(parent, name).await?, name) },
                 || async {
                     debug!(
                         name,
@@ -217,11 +230,11 @@ impl Remote for Client {
             .map_err(|e| {
                 e.with_context("parent_key", display_key(parent))
                     .with_context("name", name)
-            })?;
-        Ok(created)
+            })
     }
 
     async fn rename_folder(&self, folder_key: &str, new_name: &str) -> Result<()> {
+        check_name("folder/update", new_name)?;
         let r = self.folder_update(folder_key, new_name).await?;
         self.settle("folder/update", &r).await
     }
@@ -238,6 +251,7 @@ impl Remote for Client {
     }
 
     async fn rename_file(&self, quickkey: &str, new_name: &str) -> Result<()> {
+        check_name("file/update", new_name)?;
         let r = self.file_update(quickkey, new_name).await?;
         self.settle("file/update", &r).await
     }
@@ -265,7 +279,7 @@ impl Remote for Client {
         })
         .filter(|k| !k.is_empty());
         if r.asynchronous {
-            self.wait_for_async_jobs("file/copy").await?;
+            self.wait_for_async_jobs("file/copy").await;
         }
         key.ok_or_else(|| {
             let e = Error::new(ErrorKind::Permanent, "file/copy returned no new quickkey")
@@ -291,5 +305,21 @@ impl Remote for Client {
 
     async fn download(&self, quickkey: &str, offset: u64, len: Option<u64>) -> Result<Download> {
         self.open_download(quickkey, offset, len).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_mediafire_cannot_store_are_refused_locally() {
+        for bad in ["", ".", "..", "a/b", "a\\b", "tab\there", &"x".repeat(256)] {
+            let e = check_name("file/update", bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidName, "{bad:?}");
+        }
+        for good in ["a", "naïve 文件.txt", "#1 & co", &"é".repeat(255)] {
+            check_name("file/update", good).unwrap();
+        }
     }
 }

@@ -50,14 +50,22 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails permanently, or retries run out
-    /// (then the error is marked `Persistent`).
+    /// (then the error is marked `Persistent`). A non-idempotent call is
+    /// resent only after failures that prove MediaFire did not act.
     pub async fn run<T, F, Fut>(&self, action: &'static str, idem: Idempotency, op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.run_checked(action, idem, op, || async { Ok(None) })
-            .await
+        // Without a way to check, an ambiguous failure of a non-idempotent
+        // call is reported, never resent.
+        let no_check = || async {
+            Err::<Option<T>, _>(Error::new(
+                ErrorKind::Permanent,
+                "no re-check for this call",
+            ))
+        };
+        self.run_checked(action, idem, op, no_check).await
     }
 
     /// Like [`run`](Self::run), but after an ambiguous failure of a

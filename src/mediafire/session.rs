@@ -40,6 +40,11 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
 /// Upload action token lifespan we ask for, in minutes (spec §1.5: 1–1440).
 pub const ACTION_TOKEN_LIFESPAN_MIN: u64 = 1440;
 
+/// After the cookie was refused, calls fail at once for this long instead of
+/// asking MediaFire again (every WebDAV request would otherwise cost three
+/// doomed API calls). `login()` always asks.
+pub const DEAD_COOKIE_COOLDOWN: Duration = Duration::from_secs(30);
+
 /// Refresh the action token this long before its lifespan ends.
 const ACTION_TOKEN_MARGIN: Duration = Duration::from_secs(60 * 60);
 
@@ -103,6 +108,8 @@ pub struct Session {
     /// Wakes the renewal task when a token appears.
     changed: Arc<Notify>,
     dead_cookie_logged: AtomicBool,
+    /// When the cookie was last refused; cleared by a new token.
+    dead_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -151,6 +158,7 @@ impl Session {
             upload_generation: AtomicU64::new(1),
             changed: Arc::new(Notify::new()),
             dead_cookie_logged: AtomicBool::new(false),
+            dead_since: Mutex::new(None),
         };
         session.persist()?;
         Ok(session)
@@ -259,7 +267,19 @@ impl Session {
         if generation != failed && token.is_some() {
             return Ok(());
         }
+        if self.recently_dead() {
+            return Err(Error::new(
+                ErrorKind::Auth,
+                "the MediaFire cookie was refused moments ago",
+            )
+            .with_context("hint", "refresh MEDIAFIRE_COOKIE / --cookie"));
+        }
         self.refresh_locked(client, token).await
+    }
+
+    fn recently_dead(&self) -> bool {
+        let dead = self.dead_since.lock().unwrap_or_else(|p| p.into_inner());
+        dead.is_some_and(|t| t.elapsed() < DEAD_COOKIE_COOLDOWN)
     }
 
     /// Renews before MediaFire's expiry; skipped when someone else renewed
@@ -322,10 +342,12 @@ impl Session {
 
     /// Logs the dead-cookie line once and returns the error with a hint.
     fn dead_cookie(&self, e: Error) -> Error {
+        *self.dead_since.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
         if !self.dead_cookie_logged.swap(true, Ordering::Relaxed) {
             error!(
-                "MediaFire refused the browser cookie: log in to mediafire.com in a browser and \
-                 copy the cookie again into MEDIAFIRE_COOKIE or --cookie ({e})"
+                "the MediaFire session cannot be renewed: log in to mediafire.com in a browser \
+                 and copy the cookie again into MEDIAFIRE_COOKIE or --cookie ({e})"
             );
         }
         e.with_context("hint", "refresh MEDIAFIRE_COOKIE / --cookie")
@@ -344,6 +366,7 @@ impl Session {
             s.issued = Some(SystemTime::now());
             s.generation += 1;
         }
+        *self.dead_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.changed.notify_waiters();
         self.persist()
     }
@@ -455,7 +478,12 @@ pub(crate) fn spawn_renewal(inner: Weak<Inner>, shutdown: CancellationToken, cha
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures += 1;
-                    warn!(error = %e, failures, "background session renewal failed");
+                    // A dead cookie was already reported once, loudly.
+                    if e.kind() == ErrorKind::Auth {
+                        debug!(error = %e, failures, "background session renewal failed");
+                    } else {
+                        warn!(error = %e, failures, "background session renewal failed");
+                    }
                 }
             }
         }
@@ -482,10 +510,7 @@ pub fn merge_cookie(cookie: &str, set_cookie: &str) -> String {
     }
     let removed = value.is_empty()
         || value.eq_ignore_ascii_case("deleted")
-        || parts.any(|a| {
-            let a = a.trim().to_ascii_lowercase();
-            a == "max-age=0" || a.starts_with("max-age=-")
-        });
+        || parts.any(|a| is_expiry_attribute(a.trim()));
 
     let mut pairs: Vec<(String, String)> = cookie
         .split(';')
@@ -508,6 +533,25 @@ pub fn merge_cookie(cookie: &str, set_cookie: &str) -> String {
         .map(|(n, v)| format!("{n}={v}"))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `Max-Age=0` (or negative), or an `Expires` date in the past: the server
+/// deletes the cookie.
+fn is_expiry_attribute(attr: &str) -> bool {
+    let Some((name, value)) = attr.split_once('=') else {
+        return false;
+    };
+    let value = value.trim();
+    if name.trim().eq_ignore_ascii_case("max-age") {
+        return value.parse::<i64>().is_ok_and(|n| n <= 0);
+    }
+    if name.trim().eq_ignore_ascii_case("expires") {
+        // RFC 1123 dates, also in the old dashed form "01-Jan-1970".
+        let date = value.replace('-', " ");
+        return chrono::DateTime::parse_from_rfc2822(&date)
+            .is_ok_and(|d| d.timestamp() <= chrono::Utc::now().timestamp());
+    }
+    false
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -581,6 +625,12 @@ mod tests {
         );
         assert_eq!(merge_cookie(c, "user=; Max-Age=0"), "ukey=a; skey=b");
         assert_eq!(merge_cookie(c, "user=x; max-age=0"), "ukey=a; skey=b");
+        let past = "user=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/";
+        assert_eq!(merge_cookie(c, past), "ukey=a; skey=b");
+        let dashed = "user=x; expires=Thu, 01-Jan-1970 00:00:01 GMT";
+        assert_eq!(merge_cookie(c, dashed), "ukey=a; skey=b");
+        let future = "user=y; Expires=Fri, 01 Jan 2100 00:00:00 GMT";
+        assert_eq!(merge_cookie(c, future), "ukey=a; skey=b; user=y");
         assert_eq!(merge_cookie(c, "garbage"), c);
     }
 

@@ -67,17 +67,30 @@ pub mod de {
         Ok(if s.is_empty() { None } else { Some(s) })
     }
 
+    /// `Some(flag)` for a yes/no value, `None` when absent, null or empty.
+    pub fn opt_yes_no<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        let v = Value::deserialize(d)?;
+        Ok(match &v {
+            Value::Null => None,
+            Value::String(s) if s.trim().is_empty() => None,
+            other => Some(flag(other)),
+        })
+    }
+
     /// `"yes"`/`"no"` (also `true`/`false`, `1`/`0`); anything else is false.
     pub fn yes_no<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        let v = Value::deserialize(d)?;
-        Ok(match v {
+        Ok(flag(&Value::deserialize(d)?))
+    }
+
+    fn flag(v: &Value) -> bool {
+        match v {
             Value::String(s) => {
                 matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "true" | "1")
             }
-            Value::Bool(b) => b,
+            Value::Bool(b) => *b,
             Value::Number(n) => n.as_i64() == Some(1),
             _ => false,
-        })
+        }
     }
 }
 
@@ -364,8 +377,9 @@ pub struct UploadCheckResponse {
     pub in_folder: bool,
     #[serde(default, deserialize_with = "de::yes_no")]
     pub file_exists: bool,
-    #[serde(default, deserialize_with = "de::yes_no")]
-    pub different_hash: bool,
+    /// Only sent when `file_exists` is yes; `None` when absent.
+    #[serde(default, deserialize_with = "de::opt_yes_no")]
+    pub different_hash: Option<bool>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub duplicate_quickkey: Option<String>,
     #[serde(default, deserialize_with = "de::opt_u64")]
@@ -487,4 +501,37 @@ pub struct PollState {
     pub created_utc: Option<String>,
     #[serde(default, deserialize_with = "de::u64_lenient")]
     pub revision: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_numbers_and_flags() {
+        let s: ResumableState = serde_json::from_str(
+            r#"{"all_units_ready":"yes","number_of_units":21,"unit_size":"4194304",
+                "bitmap":{"count":"2","words":["3",65535,null,"x"]},"upload_key":""}"#,
+        )
+        .unwrap();
+        assert!(s.all_units_ready);
+        assert_eq!((s.number_of_units, s.unit_size), (21, 4194304));
+        assert_eq!(s.bitmap.unwrap().words, [3, 65535, 0, 0]);
+        assert_eq!(s.upload_key, None, "empty strings are absent");
+
+        let p: PollState =
+            serde_json::from_str(r#"{"result":"-80","status":99,"fileerror":15,"revision":"4.7"}"#)
+                .unwrap();
+        assert_eq!(
+            (p.result, p.status, p.fileerror.as_str(), p.revision),
+            (-80, 99, "15", 4)
+        );
+    }
+
+    #[test]
+    fn null_and_missing_lists_are_empty() {
+        let c: FolderContent =
+            serde_json::from_str(r#"{"files":null,"more_chunks":"no"}"#).unwrap();
+        assert!(c.files.is_empty() && c.folders.is_empty() && !c.more_chunks);
+    }
 }

@@ -44,9 +44,10 @@ use crate::remote::{FileInfo, UploadRequest};
 /// Passes of "send missing units, then re-check" before giving up.
 const MAX_UNIT_PASSES: u32 = 3;
 
-/// First and longest pause between `upload/poll_upload` calls.
-const POLL_FIRST_DELAY: Duration = Duration::from_millis(250);
-const POLL_MAX_DELAY: Duration = Duration::from_secs(5);
+/// The longest pause between `upload/poll_upload` calls, as a multiple of
+/// the first one. The first pause is `retry_base_delay` (250 ms by default,
+/// so polls go 0.25, 0.5, 1, 2, 4, 5, 5 … s).
+const POLL_MAX_FACTOR: u32 = 20;
 
 /// The official unit-size table (spec §4.4), used only when `upload/check`
 /// gives no `unit_size`: 4 MiB below 4 MiB, then 1 MiB doubling every ×4.
@@ -120,6 +121,8 @@ struct Job<'a> {
     req: &'a UploadRequest,
     file: Arc<std::fs::File>,
     sent: AtomicU64,
+    /// Next progress percentage to log; above 100 when not logging
+    /// (single-unit uploads get only the completion line).
     next_report: AtomicU64,
     started: Instant,
 }
@@ -294,7 +297,7 @@ impl Client {
             let f = self.file_get_info(&qk).await?;
             return Ok(Some(file_info(f, req)));
         }
-        if c.file_exists && c.different_hash && req.replace.is_none() {
+        if c.file_exists && req.replace.is_none() {
             let mut e = Error::new(
                 ErrorKind::AlreadyExists,
                 "a different file with this name exists",
@@ -354,24 +357,28 @@ impl Client {
             req,
             file: Arc::new(file),
             sent: AtomicU64::new(0),
-            next_report: AtomicU64::new(10),
+            next_report: AtomicU64::new(if req.source.size > default_unit_size(req.source.size) {
+                10
+            } else {
+                1000
+            }),
             started,
         };
         let mut last_key: Option<String> = None;
 
-        for pass in 1..=MAX_UNIT_PASSES {
+        // Each round reads the server's view; the last one only checks.
+        for pass in 1..=MAX_UNIT_PASSES + 1 {
             let rs = check.resumable_upload.clone();
             let layout = UnitLayout::from_server(req.source.size, rs.as_ref())?;
             let server_key = rs.as_ref().and_then(|r| r.upload_key.clone());
             if rs.as_ref().is_some_and(|r| r.all_units_ready) {
-                if let Some(k) = last_key.or(server_key) {
-                    return Ok(k);
-                }
-                return Err(Error::new(
-                    ErrorKind::Permanent,
-                    "all units present but no upload key",
-                )
-                .with_action("upload/check"));
+                return last_key.or(server_key).ok_or_else(|| {
+                    Error::new(ErrorKind::Permanent, "all units present but no upload key")
+                        .with_action("upload/check")
+                });
+            }
+            if pass > MAX_UNIT_PASSES {
+                break;
             }
             let missing = layout.missing(rs.as_ref().and_then(|r| r.bitmap.as_ref()));
             debug!(name = %req.name, pass, missing = missing.len(), units = layout.count, "sending units");
@@ -481,7 +488,8 @@ impl Client {
     /// Step 4: poll until the file has its quickkey.
     async fn poll(&self, req: &UploadRequest, key: &str) -> Result<FileInfo> {
         let deadline = Instant::now() + self.config().poll_timeout;
-        let mut delay = POLL_FIRST_DELAY;
+        let first = self.config().retry_base_delay.max(Duration::from_millis(1));
+        let mut delay = first;
         loop {
             let st = self.upload_poll_upload(key).await?;
             if poll_outcome(&st).map_err(|e| e.with_context("name", &req.name))? {
@@ -499,7 +507,7 @@ impl Client {
                 .set_persistent());
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(POLL_MAX_DELAY);
+            delay = (delay * 2).min(first * POLL_MAX_FACTOR);
         }
     }
 
@@ -543,8 +551,14 @@ fn push_duplicate_params(params: &mut Vec<(&'static str, String)>, replace: Opti
 }
 
 /// The quickkey of a same-name file with identical content, per `upload/check`.
+/// Without `different_hash` (old replies) the content counts as identical
+/// only when the hash is also in the target folder.
 fn same_file_present(c: &UploadCheckResponse) -> Option<String> {
-    if c.file_exists && !c.different_hash {
+    let same = match c.different_hash {
+        Some(differs) => !differs,
+        None => c.in_folder,
+    };
+    if c.file_exists && same {
         c.duplicate_quickkey.clone()
     } else {
         None
@@ -560,16 +574,7 @@ fn check_request(req: &UploadRequest) -> Result<()> {
                 .with_context("name", &req.name),
         );
     }
-    if req.name.is_empty()
-        || req.name.contains(['/', '\\'])
-        || req.name.chars().any(char::is_control)
-    {
-        return Err(Error::new(
-            ErrorKind::InvalidName,
-            "file name is empty or has a slash or control character",
-        )
-        .with_context("name", &req.name));
-    }
+    crate::mediafire::remote_impl::check_name("upload/check", &req.name)?;
     if req.source.sha256.len() != 64 || !req.source.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::new(
             ErrorKind::Permanent,

@@ -18,3 +18,6 @@ mod metrics;
 
 // The HTML folder listing, as text and in headless Chromium.
 mod browser;
+
+// The binary's subcommands: check, serve --demo, healthcheck.
+mod cli;
