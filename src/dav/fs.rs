@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
 use dav_server::davpath::DavPath;
@@ -65,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) overlay: Overlay,
     pub(crate) props: Props,
     mtimes: Mtimes,
+    /// Times a PROPPATCH gave an empty placeholder, for the upload that
+    /// replaces it (Explorer: PUT 0 bytes, LOCK, PROPPATCH, PUT). In memory
+    /// only: the sequence takes seconds.
+    placeholder_mtimes: DashMap<String, SystemTime>,
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
@@ -184,6 +188,7 @@ impl Shared {
             remote,
             config,
             uploads: DashMap::new(),
+            placeholder_mtimes: DashMap::new(),
             quota: Mutex::new(None),
             counters: Counters::default(),
         })
@@ -288,12 +293,9 @@ impl Shared {
         }
         // A time given to the empty placeholder this content replaces
         // (Explorer's PROPPATCH between its 0-byte PUT and the real one)
-        // describes this file; without one the placeholder's own time is
-        // when the client created it (davfs2's LOCK), also right.
-        let mtime = mtime.or_else(|| {
-            let placeholder = self.overlay.get(path).filter(|e| e.size == 0)?;
-            Some(UNIX_EPOCH + Duration::from_secs(placeholder.modified))
-        });
+        // describes this file.
+        let placeholder_time = self.placeholder_mtimes.remove(path).map(|(_, t)| t);
+        let mtime = mtime.or(placeholder_time);
         let request = UploadRequest {
             folder_key: folder_key.clone(),
             name: existing
@@ -327,8 +329,11 @@ impl Shared {
             Some(Found::Remote(Node::File(f))) => {
                 self.mtimes.record(&f.quickkey, &f.hash, f.size, time);
             }
-            Some(Found::Local(_)) => {
+            Some(Found::Local(e)) => {
                 self.overlay.set_modified(path, time);
+                if e.size == 0 {
+                    self.placeholder_mtimes.insert(path.to_string(), time);
+                }
             }
             Some(Found::Root | Found::Remote(Node::Folder(_))) | None => {}
         }
@@ -412,6 +417,7 @@ impl Shared {
         match self.find(path).await? {
             Some(Found::Local(_)) => {
                 self.overlay.remove(path);
+                self.placeholder_mtimes.remove(path);
             }
             Some(Found::Remote(Node::File(f))) => {
                 let (parent, name) = split(path);

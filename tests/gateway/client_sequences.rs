@@ -520,6 +520,35 @@ async fn explorer_copy_ends_as_one_file_with_its_windows_mtime() {
     assert_eq!(props["getlastmodified"], want);
 }
 
+/// An empty file filled much later is modified when it is filled: only a
+/// time a client gave the placeholder carries over to its content.
+#[tokio::test]
+async fn an_empty_file_filled_later_gets_the_time_of_the_write() {
+    let server = TestServer::start().await;
+    let resp = server
+        .req("PUT", "/later.txt")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let empty_time = props_of(&server, DAVFS2, "/later.txt").await["getlastmodified"].clone();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = server
+        .req("PUT", "/later.txt")
+        .body("content")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let filled = props_of(&server, DAVFS2, "/later.txt").await["getlastmodified"].clone();
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc2822(s).unwrap();
+    assert!(
+        parse(&filled) > parse(&empty_time),
+        "{empty_time} -> {filled}"
+    );
+}
+
 #[tokio::test]
 async fn explorer_proppatch_on_an_existing_file_sets_its_mtime() {
     let server = TestServer::start().await;
