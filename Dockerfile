@@ -22,10 +22,12 @@ COPY --from=build /src/target/release/mediafire-dav /usr/local/bin/mediafire-dav
 # The volume's mount point must belong to the runtime user, and distroless has
 # no shell to chown it at start-up.
 COPY --from=build --chown=65532:65532 /out/data /data
+# Configuration is by environment (see config.example.toml for every
+# MEDIAFIRE_DAV_* name). `healthcheck` reads MEDIAFIRE_DAV_LISTEN too, so
+# moving the port needs no second setting.
 ENV MEDIAFIRE_DAV_LISTEN=0.0.0.0:8080 \
     MEDIAFIRE_DAV_STATE_DIR=/data/state \
-    MEDIAFIRE_DAV_SPOOL_DIR=/data/spool \
-    MEDIAFIRE_DAV_HEALTH_URL=http://127.0.0.1:8080/healthz
+    MEDIAFIRE_DAV_SPOOL_DIR=/data/spool
 VOLUME ["/data"]
 EXPOSE 8080
 USER nonroot

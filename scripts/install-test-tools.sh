@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Installs the real WebDAV clients the test suite uses as oracles (litmus,
-# rclone, cadaver) from Debian's packages. Safe to run again: it installs only
-# what is missing. Needs root (or sudo) the first time.
+# Installs the real clients the test suite uses as oracles (litmus, rclone,
+# cadaver, and headless Chromium with chromedriver for the HTML listing) from
+# Debian's packages. Safe to run again: it installs only what is missing.
+# Needs root (or sudo) the first time.
 set -euo pipefail
 
 need=()
 command -v litmus >/dev/null 2>&1 || [ -x /usr/bin/litmus ] || need+=(litmus)
 command -v rclone >/dev/null 2>&1 || need+=(rclone)
 command -v cadaver >/dev/null 2>&1 || need+=(cadaver)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -82,6 +82,7 @@ pub async fn build(mut settings: Settings) -> anyhow::Result<Built> {
         client: Some(client),
         auth,
         metrics: Default::default(),
+        public_url: settings.public_url.clone(),
     });
     Ok(Built {
         app,

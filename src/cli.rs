@@ -1,6 +1,7 @@
 //! The small subcommands: `check` (log in and show the account) and
 //! `healthcheck` (for Docker's HEALTHCHECK, which has no curl to call).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,23 +75,36 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<()> {
 
 #[derive(Args, Clone, Debug)]
 pub struct HealthcheckArgs {
-    /// The health URL to probe.
-    #[arg(
-        long,
-        env = "MEDIAFIRE_DAV_HEALTH_URL",
-        default_value = "http://127.0.0.1:8080/healthz"
-    )]
-    pub url: String,
+    /// The health URL to probe [default: /healthz on the --listen address].
+    #[arg(long, env = "MEDIAFIRE_DAV_HEALTH_URL")]
+    pub url: Option<String>,
+    /// The address `serve` listens on; read from the same variable, so a
+    /// container that moves the port needs no second setting.
+    #[arg(long, env = "MEDIAFIRE_DAV_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 }
 
-/// Exits successfully when `url` answers 200 within five seconds.
+/// `http://ADDR/healthz` for the address `serve` listens on; a wildcard
+/// address is probed on loopback.
+fn health_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/healthz", SocketAddr::new(ip, listen.port()))
+}
+
+/// Exits successfully when the server answers its health check with 200
+/// within five seconds.
 pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    let url = args.url.unwrap_or_else(|| health_url(args.listen));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let resp = client.get(&args.url).send().await?;
+    let resp = client.get(&url).send().await?;
     if !resp.status().is_success() {
-        bail!("{} answered {}", args.url, resp.status());
+        bail!("{url} answered {}", resp.status());
     }
     Ok(())
 }
@@ -113,6 +127,14 @@ pub fn human(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn health_url_follows_the_listen_address() {
+        let url = |a: &str| super::health_url(a.parse().unwrap());
+        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000/healthz");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/healthz");
+        assert_eq!(url("192.0.2.7:81"), "http://192.0.2.7:81/healthz");
+    }
+
     #[test]
     fn human_sizes() {
         assert_eq!(super::human(0), "0 B");

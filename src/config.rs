@@ -16,6 +16,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::server::proxy::PublicUrl;
+
 /// Command-line flags of `serve`. Each is optional so that a flag that was not
 /// given falls through to the environment (clap's `env`), then to the file.
 #[derive(Args, Clone, Debug, Default)]
@@ -80,6 +82,11 @@ pub struct ServeArgs {
     /// reverse proxy [default: none].
     #[arg(long, env = "MEDIAFIRE_DAV_PREFIX")]
     pub prefix: Option<String>,
+    /// The URL clients use when a reverse proxy is in front, e.g.
+    /// `https://files.example.com/dav`. Its path becomes the prefix, and
+    /// MOVE/COPY destinations on it are understood [default: none].
+    #[arg(long, env = "MEDIAFIRE_DAV_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Upload macOS `._*` and `.DS_Store` files to MediaFire instead of
     /// keeping them in the local overlay.
     #[arg(long, env = "MEDIAFIRE_DAV_UPLOAD_APPLE_FILES")]
@@ -106,6 +113,7 @@ struct FileConfig {
     max_concurrent_calls: Option<usize>,
     upload_parallelism: Option<usize>,
     prefix: Option<String>,
+    public_url: Option<String>,
     upload_apple_files: Option<bool>,
 }
 
@@ -134,6 +142,7 @@ pub struct Settings {
     pub max_concurrent_calls: usize,
     pub upload_parallelism: usize,
     pub prefix: String,
+    pub public_url: Option<PublicUrl>,
     pub local_apple_files: bool,
 }
 
@@ -154,6 +163,7 @@ impl fmt::Debug for Settings {
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("upload_parallelism", &self.upload_parallelism)
             .field("prefix", &self.prefix)
+            .field("public_url", &self.public_url.as_ref().map(|p| p.as_base()))
             .field("local_apple_files", &self.local_apple_files)
             .finish_non_exhaustive()
     }
@@ -185,6 +195,13 @@ impl Settings {
             (None, None) => None,
             _ => bail!("config: `user` and `pass` must be given together"),
         };
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| PublicUrl::parse(&u))
+            .transpose()?;
         let settings = Settings {
             listen: args
                 .listen
@@ -219,7 +236,8 @@ impl Settings {
                 .upload_parallelism
                 .or(file.upload_parallelism)
                 .unwrap_or(3),
-            prefix: normalize_prefix(args.prefix.clone().or(file.prefix).unwrap_or_default()),
+            prefix: resolve_prefix(args.prefix.clone().or(file.prefix), public_url.as_ref())?,
+            public_url,
             local_apple_files: !(args.upload_apple_files
                 || file.upload_apple_files.unwrap_or(false)),
         };
@@ -282,6 +300,22 @@ fn default_state_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/state/mediafire-dav");
     }
     PathBuf::from("mediafire-dav-state")
+}
+
+/// The prefix: the one given, else the public URL's path. Both given must
+/// agree, because the proxy has to pass the path through unchanged (the
+/// hrefs in answers are built from the prefix).
+fn resolve_prefix(given: Option<String>, public: Option<&PublicUrl>) -> anyhow::Result<String> {
+    let from_url = public.map(|p| normalize_prefix(p.prefix()));
+    match (given.map(normalize_prefix), from_url) {
+        (Some(p), Some(u)) if p != u => bail!(
+            "config: `prefix` ({p:?}) differs from the path of `public_url` ({u:?}); the \
+             proxy must forward the public path unchanged, so give only `public_url`"
+        ),
+        (Some(p), _) => Ok(p),
+        (None, Some(u)) => Ok(u),
+        (None, None) => Ok(String::new()),
+    }
 }
 
 /// `dav` → `/dav`, `/dav/` → `/dav`, `/` → ``.
@@ -362,6 +396,26 @@ mod tests {
         assert!(err.contains("--no-auth"), "{err}");
         let a = ServeArgs { no_auth: true, ..a };
         assert!(Settings::resolve(&a).is_ok());
+    }
+
+    #[test]
+    fn public_url_sets_the_prefix_and_must_agree_with_it() {
+        let mut a = args();
+        a.public_url = Some("https://files.example.com/dav/".into());
+        let s = Settings::resolve(&a).unwrap();
+        assert_eq!(s.prefix, "/dav");
+        assert_eq!(
+            s.public_url.unwrap().as_base(),
+            "https://files.example.com/dav/"
+        );
+        a.prefix = Some("dav".into());
+        assert!(Settings::resolve(&a).is_ok());
+        a.prefix = Some("/other".into());
+        let err = Settings::resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("public_url"), "{err}");
+        a.prefix = None;
+        a.public_url = Some("ftp://files.example.com/".into());
+        assert!(Settings::resolve(&a).is_err());
     }
 
     #[test]

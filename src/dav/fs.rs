@@ -39,6 +39,7 @@ use super::cache::{Cache, KeyLocks, Node, is_within, join, serialized, split};
 use super::error::Failure;
 use super::file::MfFile;
 use super::meta::{MfDirEntry, MfMeta};
+use super::mtime::MTIME_NS;
 use super::nfc;
 use super::overlay::{LocalEntry, Overlay};
 use super::props::{Mtimes, Props};
@@ -64,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) overlay: Overlay,
     pub(crate) props: Props,
     mtimes: Mtimes,
+    /// Times a PROPPATCH gave an empty placeholder, for the upload that
+    /// replaces it (Explorer: PUT 0 bytes, LOCK, PROPPATCH, PUT). In memory
+    /// only: the sequence takes seconds.
+    placeholder_mtimes: DashMap<String, SystemTime>,
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
@@ -155,6 +160,7 @@ impl Shared {
             remote,
             config,
             uploads: DashMap::new(),
+            placeholder_mtimes: DashMap::new(),
             quota: Mutex::new(None),
             counters: Counters::default(),
         })
@@ -257,6 +263,11 @@ impl Shared {
             debug!(path, size, "upload: kept in the local overlay");
             return Ok(entry.meta());
         }
+        // A time given to the empty placeholder this content replaces
+        // (Explorer's PROPPATCH between its 0-byte PUT and the real one)
+        // describes this file.
+        let placeholder_time = self.placeholder_mtimes.remove(path).map(|(_, t)| t);
+        let mtime = mtime.or(placeholder_time);
         let request = UploadRequest {
             folder_key: folder_key.clone(),
             name: existing
@@ -280,6 +291,25 @@ impl Shared {
         self.cache.insert(parent, Node::File(info.clone()));
         self.overlay.remove(path);
         Ok(self.file_meta(&info))
+    }
+
+    /// Keeps `time` as the modification time of what `path` names (a
+    /// PROPPATCH of it): per quickkey for a MediaFire file, in the entry for
+    /// a local one. Folders keep MediaFire's time.
+    pub(crate) async fn set_mtime(&self, path: &str, time: SystemTime) -> Result<()> {
+        match self.find(path).await? {
+            Some(Found::Remote(Node::File(f))) => {
+                self.mtimes.record(&f.quickkey, &f.hash, f.size, time);
+            }
+            Some(Found::Local(e)) => {
+                self.overlay.set_modified(path, time);
+                if e.size == 0 {
+                    self.placeholder_mtimes.insert(path.to_string(), time);
+                }
+            }
+            Some(Found::Root | Found::Remote(Node::Folder(_))) | None => {}
+        }
+        Ok(())
     }
 
     /// Forgets the listing of `dir` when `result` shows it was stale: a
@@ -359,6 +389,7 @@ impl Shared {
         match self.find(path).await? {
             Some(Found::Local(_)) => {
                 self.overlay.remove(path);
+                self.placeholder_mtimes.remove(path);
             }
             Some(Found::Remote(Node::File(f))) => {
                 let (parent, name) = split(path);
@@ -532,7 +563,7 @@ impl Shared {
         Ok(())
     }
 
-    async fn read_dir(&self, path: &str) -> Result<Vec<MfDirEntry>> {
+    pub(crate) async fn read_dir(&self, path: &str) -> Result<Vec<MfDirEntry>> {
         match self.find(path).await? {
             Some(Found::Root) | Some(Found::Remote(Node::Folder(_))) => {}
             Some(_) => {
@@ -781,8 +812,21 @@ impl DavFileSystem for MfFs {
         async move {
             trace!(path = %path, n = patch.len(), "fs: patch_props");
             let p = rel(path)?;
-            let done = self.shared.props.patch(&p, patch);
-            Ok(done.into_iter().map(|p| (StatusCode::OK, p)).collect())
+            // A moved `{DAV:}lastmodified` is a modification time, which
+            // `MfDav::proppatch` keeps; it is not a dead property.
+            let (times, dead): (Vec<_>, Vec<_>) = patch
+                .into_iter()
+                .partition(|(_, prop)| prop.namespace.as_deref() == Some(MTIME_NS));
+            let mut done: Vec<(StatusCode, DavProp)> = Vec::new();
+            if !dead.is_empty() {
+                let stored = self.shared.props.patch(&p, dead);
+                done.extend(stored.into_iter().map(|p| (StatusCode::OK, p)));
+            }
+            done.extend(times.into_iter().map(|(_, mut prop)| {
+                prop.xml = None;
+                (StatusCode::OK, prop)
+            }));
+            Ok(done)
         }
         .boxed()
     }

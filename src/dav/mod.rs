@@ -17,7 +17,10 @@
 //! - turns the 500 dav-server makes of `FsError::GeneralFailure` into the
 //!   502/503 the error kind asks for (see `error.rs`);
 //! - takes a PUT's `X-OC-Mtime` as the file's modification time, and drops
-//!   `sabredav-partialupdate` from the `DAV` header.
+//!   `sabredav-partialupdate` from the `DAV` header;
+//! - reads the modification time a PROPPATCH sets (Windows'
+//!   `Win32LastModifiedTime`, ownCloud's `lastmodified`; see `mtime.rs`);
+//! - answers GET on a folder with its own HTML listing (`index.rs`);
 //! - answers 400, not dav-server's 502, when the request body breaks off.
 //!
 //! Not here: authentication, `/healthz` and metrics (the server does them),
@@ -30,9 +33,11 @@ mod error;
 mod file;
 mod fs;
 mod guard;
+mod index;
 #[doc(hidden)]
 pub mod memory;
 mod meta;
+mod mtime;
 mod overlay;
 mod props;
 mod spool;
@@ -185,12 +190,25 @@ impl MfDav {
         {
             return resp;
         }
+        if req.method().as_str() == "PROPPATCH" {
+            return self.proppatch(req).await;
+        }
         let prefetch = Prefetch::default();
         if req.method() == Method::GET
             && let Some(resp) = self.before_get(&req, &prefetch).await
         {
             return resp;
         }
+        self.dispatch(req, prefetch).await
+    }
+
+    /// Hands a request to dav-server over a fresh per-request filesystem,
+    /// then rewrites the answer (see [`finish`]).
+    async fn dispatch<B>(&self, req: Request<B>, prefetch: Prefetch) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let mtime = oc_mtime(&req);
         let failure = Failure::default();
         let fs = MfFs {
@@ -220,6 +238,69 @@ impl MfDav {
             mtime.is_some(),
             broken.load(Ordering::Relaxed),
         )
+    }
+
+    /// PROPPATCH, read whole (dav-server buffers it anyway) so that a
+    /// modification time in it can be kept: dav-server answers 200 for the
+    /// `Win32*` properties without storing them, and 403 for ownCloud's
+    /// `{DAV:}lastmodified` unless it is moved aside first (see `mtime.rs`).
+    async fn proppatch<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = req.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_PROPPATCH_BODY);
+        let bytes = match limited.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                debug!(error = %e, "dav: PROPPATCH body unreadable or too large");
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                return plain(if too_large {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                });
+            }
+        };
+        let (bytes, dav_time) = match mtime::rewrite_lastmodified(&bytes) {
+            Some((moved, t)) => (bytes::Bytes::from(moved), Some(t)),
+            None => (bytes, None),
+        };
+        let set = mtime::proppatch_mtime(&bytes).or(dav_time);
+        let req = Request::from_parts(parts, http_body_util::Full::new(bytes));
+        let rel = self.rel_of(&req);
+        let resp = self.dispatch(req, Prefetch::default()).await;
+        let (Some(time), Some(rel)) = (set, rel) else {
+            return resp;
+        };
+        if resp.status() != StatusCode::MULTI_STATUS {
+            return resp;
+        }
+        // Keep the time only when every property in the answer succeeded.
+        let (parts, body) = resp.into_parts();
+        let body = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                warn!(error = %e, "dav: PROPPATCH answer unreadable");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        };
+        if all_props_ok(&body)
+            && let Err(e) = self.shared.set_mtime(&rel, time).await
+        {
+            debug!(path = %rel, error = %e, "dav: PROPPATCH time not kept");
+        }
+        let body = match dav_time {
+            // Name the property as the client did.
+            Some(_) => {
+                bytes::Bytes::from(String::from_utf8_lossy(&body).replace(mtime::MTIME_NS, "DAV:"))
+            }
+            None => body,
+        };
+        Response::from_parts(parts, Body::from(body))
     }
 
     /// Applies the Depth default and pre-lists the folder; `Some` is the
@@ -266,16 +347,20 @@ impl MfDav {
             "if-unmodified-since",
             "if-range",
         ];
+        let rel = self.rel_of(req)?;
+        let found = self.shared.find(&rel).await;
+        if let Ok(Some(Found::Root | Found::Remote(Node::Folder(_)))) = &found {
+            // dav-server redirects `/folder` to `/folder/`.
+            if !req.uri().path().ends_with('/') {
+                return None;
+            }
+            return Some(self.index(&rel).await);
+        }
         if CONDITIONAL.iter().any(|h| req.headers().contains_key(*h)) {
             return None;
         }
-        let rel = self.rel_of(req)?;
-        let f = match self.shared.find(&rel).await {
+        let f = match found {
             Ok(Some(Found::Remote(Node::File(f)))) => f,
-            Ok(Some(Found::Root | Found::Remote(Node::Folder(_)))) => {
-                // The HTML index: same trap as PROPFIND, a swallowed listing error.
-                return self.prelist_answer(&rel).await;
-            }
             Ok(_) => return None,
             Err(e) => return Some(self.failed(&rel, &e)),
         };
@@ -299,6 +384,28 @@ impl MfDav {
                 }
                 Some(self.failed(&rel, &e))
             }
+        }
+    }
+
+    /// The HTML listing of the folder at `rel` (see `index.rs`); a failed
+    /// listing is an error status, never an empty page.
+    async fn index(&self, rel: &str) -> Response<Body> {
+        match self.shared.read_dir(rel).await {
+            Ok(entries) => {
+                let page = index::render(&self.shared.config.prefix, rel, entries);
+                let mut resp = Response::new(Body::from(page));
+                let headers = resp.headers_mut();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache"),
+                );
+                resp
+            }
+            Err(e) => self.failed(rel, &e),
         }
     }
 
@@ -380,6 +487,22 @@ fn oc_mtime<B>(req: &Request<B>) -> Option<SystemTime> {
     let v = req.headers().get("x-oc-mtime")?.to_str().ok()?;
     let secs: f64 = v.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs(secs as u64))
+}
+
+/// Largest PROPPATCH body read (dav-server refuses more than this too).
+const MAX_PROPPATCH_BODY: usize = 64 * 1024;
+
+/// Whether every `status` line of a multistatus answer is a 2xx.
+fn all_props_ok(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    let mut seen = false;
+    for chunk in text.split("HTTP/1.1 ").skip(1) {
+        seen = true;
+        if !chunk.starts_with('2') {
+            return false;
+        }
+    }
+    seen
 }
 
 /// Where the first range of a `Range: bytes=...` header starts; `None`

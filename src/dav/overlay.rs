@@ -115,6 +115,20 @@ impl Overlay {
         self.save(&map);
     }
 
+    /// Sets the modification time a client gave an entry (a PROPPATCH of
+    /// its Windows times); false when there is no such entry.
+    pub(crate) fn set_modified(&self, path: &str, modified: SystemTime) -> bool {
+        let mut map = self.map.lock().unwrap();
+        let Some(entry) = map.get_mut(path) else {
+            return false;
+        };
+        entry.modified = modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.save(&map);
+        true
+    }
+
     /// Records an empty file (zero-byte PUT, lock-null resource).
     pub(crate) fn put_empty(&self, path: &str) -> LocalEntry {
         let created = self.get(path).map_or_else(now_secs, |e| e.created);

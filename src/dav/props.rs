@@ -4,10 +4,11 @@
 //! (temp file + rename) after every change. They follow MOVE and COPY and are
 //! dropped with DELETE; `fs.rs` calls the matching method here.
 //!
-//! [`Mtimes`] is the one live property stored the same way: MediaFire has
-//! no modification time, so the time of each upload this server made (or
-//! the client's `X-OC-Mtime`) is kept per quickkey, valid only while the
-//! file still has the content hash it had then.
+//! [`Mtimes`] is the one live property kept here too: MediaFire has no
+//! modification time, so the time of each upload this server made (or the
+//! client's `X-OC-Mtime`, or a time a PROPPATCH set) is kept per quickkey,
+//! valid only while the file still has the content hash it had then. It is
+//! an append-only journal, because it gains a record with every upload.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -193,7 +194,7 @@ impl Props {
 }
 
 /// What we know about one file's modification time.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct StoredMtime {
     /// Content hash at the time of the upload; another hash means another
     /// client changed the file and the stored time no longer applies.
@@ -203,52 +204,157 @@ struct StoredMtime {
     mtime: u64,
 }
 
-/// Modification times of files this server uploaded, by quickkey, in
-/// `state_dir/mtimes.json`.
+/// One line of the modification-time journal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum MtimeLine {
+    Set {
+        quickkey: String,
+        #[serde(flatten)]
+        stored: StoredMtime,
+    },
+    Del {
+        quickkey: String,
+    },
+}
+
+/// The journal is rewritten once it holds this many lines more than twice
+/// the live records.
+const COMPACT_SLACK: usize = 1000;
+
+/// Modification times of files this server uploaded, by quickkey, in the
+/// append-only journal `state_dir/mtimes.jsonl`. Every upload records one,
+/// so rewriting the whole set per upload would make a long sync quadratic
+/// in disk writes: each change appends a line instead, and the journal is
+/// compacted (temp file, fsync, rename) at start and when it has grown to
+/// more than twice the live records. A torn last line (a crash mid-append)
+/// is skipped; an `mtimes.json` of the earlier format is taken over.
 pub(crate) struct Mtimes {
     file: PathBuf,
-    map: Mutex<BTreeMap<String, StoredMtime>>,
+    inner: Mutex<MtimeJournal>,
+}
+
+struct MtimeJournal {
+    map: BTreeMap<String, StoredMtime>,
+    /// Open for appending; `None` after a write failed (the next change
+    /// compacts instead).
+    log: Option<std::fs::File>,
+    lines: usize,
 }
 
 impl Mtimes {
     pub(crate) fn open(state_dir: &Path) -> Result<Mtimes> {
-        let file = state_dir.join("mtimes.json");
-        let map = read_json(&file)?;
-        Ok(Mtimes {
+        let file = state_dir.join("mtimes.jsonl");
+        let legacy = state_dir.join("mtimes.json");
+        let mut map: BTreeMap<String, StoredMtime> = read_json(&legacy)?;
+        let mut lines = 0;
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    lines += 1;
+                    match serde_json::from_str::<MtimeLine>(line) {
+                        Ok(MtimeLine::Set { quickkey, stored }) => {
+                            map.insert(quickkey, stored);
+                        }
+                        Ok(MtimeLine::Del { quickkey }) => {
+                            map.remove(&quickkey);
+                        }
+                        Err(e) => {
+                            warn!(line = n + 1, error = %e, "props: skipping an unreadable mtimes line")
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from(e).with_context("path", file.display())),
+        }
+        let mtimes = Mtimes {
             file,
-            map: Mutex::new(map),
-        })
+            inner: Mutex::new(MtimeJournal {
+                map,
+                log: None,
+                lines,
+            }),
+        };
+        mtimes.compact(&mut mtimes.inner.lock().unwrap())?;
+        if legacy.exists() {
+            std::fs::remove_file(&legacy)?;
+        }
+        Ok(mtimes)
     }
 
-    fn save(&self, map: &BTreeMap<String, StoredMtime>) {
-        if let Err(e) = write_json_atomic(&self.file, map) {
+    /// Rewrites the journal as one line per record and reopens it for
+    /// appending.
+    fn compact(&self, j: &mut MtimeJournal) -> Result<()> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        let mut text = String::new();
+        for (quickkey, stored) in &j.map {
+            let line = MtimeLine::Set {
+                quickkey: quickkey.clone(),
+                stored: stored.clone(),
+            };
+            text.push_str(&serde_json::to_string(&line).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.file)
+            .map_err(|e| Error::from(e.error).with_context("path", self.file.display()))?;
+        j.log = Some(std::fs::OpenOptions::new().append(true).open(&self.file)?);
+        j.lines = j.map.len();
+        Ok(())
+    }
+
+    /// Appends `line` (already applied to the map), compacting when due.
+    fn append(&self, j: &mut MtimeJournal, line: &MtimeLine) {
+        let mut buf = serde_json::to_vec(line).unwrap_or_default();
+        buf.push(b'\n');
+        let appended = match j.log.as_mut() {
+            Some(f) => std::io::Write::write_all(f, &buf).is_ok(),
+            None => false,
+        };
+        j.lines += 1;
+        let due = !appended || j.lines > 2 * j.map.len() + COMPACT_SLACK;
+        if due && let Err(e) = self.compact(j) {
+            j.log = None;
             warn!(error = %e, "props: saving modification times failed");
         }
     }
 
     pub(crate) fn record(&self, quickkey: &str, hash: &str, size: u64, mtime: SystemTime) {
         let mtime = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let mut map = self.map.lock().unwrap();
-        let entry = StoredMtime {
+        let stored = StoredMtime {
             hash: hash.to_string(),
             size,
             mtime,
         };
-        map.insert(quickkey.to_string(), entry);
-        self.save(&map);
+        let mut j = self.inner.lock().unwrap();
+        if j.map.get(quickkey) == Some(&stored) {
+            return;
+        }
+        j.map.insert(quickkey.to_string(), stored.clone());
+        let line = MtimeLine::Set {
+            quickkey: quickkey.to_string(),
+            stored,
+        };
+        self.append(&mut j, &line);
     }
 
     /// The stored mtime of `quickkey` if its content is still `hash`/`size`.
     pub(crate) fn get(&self, quickkey: &str, hash: &str, size: u64) -> Option<SystemTime> {
-        let map = self.map.lock().unwrap();
-        let m = map.get(quickkey)?;
+        let j = self.inner.lock().unwrap();
+        let m = j.map.get(quickkey)?;
         (m.hash == hash && m.size == size).then(|| UNIX_EPOCH + Duration::from_secs(m.mtime))
     }
 
     pub(crate) fn forget(&self, quickkey: &str) {
-        let mut map = self.map.lock().unwrap();
-        if map.remove(quickkey).is_some() {
-            self.save(&map);
+        let mut j = self.inner.lock().unwrap();
+        if j.map.remove(quickkey).is_some() {
+            let line = MtimeLine::Del {
+                quickkey: quickkey.to_string(),
+            };
+            self.append(&mut j, &line);
         }
     }
 }
@@ -256,6 +362,43 @@ impl Mtimes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mtimes_are_appended_compacted_and_survive_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mtimes.jsonl");
+        // A store of the earlier one-JSON-file format is taken over.
+        std::fs::write(
+            dir.path().join("mtimes.json"),
+            r#"{"old":{"hash":"h0","size":1,"mtime":5}}"#,
+        )
+        .unwrap();
+        let m = Mtimes::open(dir.path()).unwrap();
+        assert!(!dir.path().join("mtimes.json").exists());
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        // Many uploads of one file: appended lines, then a compaction.
+        for i in 0..(COMPACT_SLACK as u64 + 10) {
+            m.record("qk", "h1", 3, t(i));
+        }
+        m.record("other", "h2", 4, t(7));
+        m.forget("other");
+        let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+        assert!(lines < 20, "journal not compacted: {lines} lines");
+        // A crash mid-append leaves half a line behind.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"op\":\"set\",\"quickkey\":\"x").unwrap();
+        drop((f, m));
+
+        let m = Mtimes::open(dir.path()).unwrap();
+        assert_eq!(m.get("qk", "h1", 3), Some(t(COMPACT_SLACK as u64 + 9)));
+        assert_eq!(m.get("qk", "changed", 3), None);
+        assert_eq!(m.get("other", "h2", 4), None);
+        assert_eq!(m.get("old", "h0", 1), Some(t(5)));
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+    }
 
     fn prop(name: &str, value: &str) -> DavProp {
         DavProp::new(name.into(), "Z".into(), "urn:z".into(), value.into())

@@ -20,8 +20,34 @@ pub struct HttpMetrics {
     pub auth_failures: AtomicU64,
 }
 
+/// The methods counted under their own name; anything else is `OTHER`, so
+/// that a client (even one that fails to log in) cannot grow the series
+/// without bound by inventing methods.
+const KNOWN_METHODS: [&str; 15] = [
+    "GET",
+    "HEAD",
+    "PUT",
+    "POST",
+    "DELETE",
+    "OPTIONS",
+    "PATCH",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "REPORT",
+];
+
 impl HttpMetrics {
     pub fn record_request(&self, method: &str, status: u16) {
+        let method = KNOWN_METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("OTHER");
         self.requests
             .entry((method.to_string(), status))
             .or_default()
@@ -88,7 +114,7 @@ pub fn render_dav(stats: &DavStats, out: &mut Exposition) {
     );
     out.gauge(
         "mediafire_dav_uploads_in_flight",
-        "PUTs being spooled or uploaded now.",
+        "Uploads to MediaFire in progress (PUT bodies already spooled, being committed).",
         stats.uploads_in_flight as f64,
     );
     out.counter(
@@ -231,5 +257,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE mediafire_dav_http_bytes_in_total counter\n"));
+    }
+
+    #[test]
+    fn invented_methods_share_one_series() {
+        let m = HttpMetrics::default();
+        for i in 0..100 {
+            m.record_request(&format!("X{i}"), 401);
+        }
+        m.record_request("MKCOL", 201);
+        assert_eq!(m.requests.len(), 2);
+        let mut out = Exposition::default();
+        m.render(&mut out);
+        let text = out.finish();
+        assert!(
+            text.contains(
+                "mediafire_dav_http_requests_total{method=\"OTHER\",status=\"401\"} 100\n"
+            ),
+            "{text}"
+        );
     }
 }

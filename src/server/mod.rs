@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod metrics;
+pub mod proxy;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use self::auth::{Authenticator, Verdict};
 use self::metrics::{Exposition, HttpMetrics};
+use self::proxy::{Destination, PublicUrl};
 use crate::dav::MfDav;
 use crate::mediafire::Client;
 
@@ -43,6 +45,8 @@ pub struct App {
     /// `None` means authentication is turned off.
     pub auth: Option<Authenticator>,
     pub metrics: HttpMetrics,
+    /// The URL clients reach the server by, behind a reverse proxy.
+    pub public_url: Option<PublicUrl>,
 }
 
 impl App {
@@ -64,7 +68,7 @@ impl App {
         response
     }
 
-    async fn route(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    async fn route(&self, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
         if path == "/healthz" && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return text(StatusCode::OK, "ok\n");
@@ -110,7 +114,37 @@ impl App {
             );
             return resp;
         }
+        if let Some(resp) = self.rewrite_destination(&mut req) {
+            return resp;
+        }
         self.dav_request(req).await
+    }
+
+    /// Reduces a `Destination` on the public URL to its path (see
+    /// `proxy.rs`); `Some` is the 502 for one on another server.
+    fn rewrite_destination(&self, req: &mut Request<Incoming>) -> Option<Response<Body>> {
+        let public = self.public_url.as_ref()?;
+        let value = req.headers().get("destination")?.to_str().ok()?;
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        match public.destination(value, host) {
+            Destination::Keep => None,
+            Destination::Path(path) => {
+                debug!(destination = %value, %path, "destination on the public URL");
+                let path = HeaderValue::from_str(&path).ok()?;
+                req.headers_mut().insert("destination", path);
+                None
+            }
+            Destination::Foreign => {
+                debug!(destination = %value, "destination on another server");
+                Some(text(
+                    StatusCode::BAD_GATEWAY,
+                    "the destination is on another server\n",
+                ))
+            }
+        }
     }
 
     async fn dav_request(&self, req: Request<Incoming>) -> Response<Body> {
