@@ -56,8 +56,12 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.run_checked(action, idem, op, || async { Ok(None) })
-            .await
+        // Without a re-check nothing can tell whether an ambiguous failure
+        // of a non-idempotent call acted: it is final, never resent.
+        self.run_checked(action, idem, op, || async {
+            Err(Error::new(ErrorKind::Transient, "no re-check"))
+        })
+        .await
     }
 
     /// Like [`run`](Self::run), but after an ambiguous failure of a
@@ -187,6 +191,19 @@ mod tests {
             .await;
         assert_eq!(r.unwrap(), 7);
         assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn ambiguous_failure_without_a_recheck_is_not_resent() {
+        let n = AtomicU32::new(0);
+        let r: Result<()> = policy()
+            .run("file/copy", Idempotency::NotIdempotent, || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(Error::new(ErrorKind::Transient, "connection closed"))
+            })
+            .await;
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        assert_eq!(r.unwrap_err().retry(), Retry::Permanent);
     }
 
     #[tokio::test]
