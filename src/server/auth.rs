@@ -26,6 +26,9 @@ pub const MAX_FAILURES: u32 = 10;
 /// How long failed attempts are remembered.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
+/// Addresses with failed attempts remembered at most.
+const MAX_TRACKED: usize = 100_000;
+
 /// What to do with a request, as far as authentication goes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -110,6 +113,16 @@ impl Authenticator {
     }
 
     fn record_failure(&self, peer: IpAddr) {
+        if self.failures.len() >= MAX_TRACKED {
+            // Many addresses failing (one client hopping through an IPv6
+            // range, say): forget what has expired, and if that is not
+            // enough, everything, rather than grow without bound.
+            self.failures
+                .retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+            if self.failures.len() >= MAX_TRACKED {
+                self.failures.clear();
+            }
+        }
         let mut entry = self.failures.entry(peer).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
@@ -251,6 +264,16 @@ mod tests {
         assert_eq!(a.slow_checks.load(Ordering::Relaxed), 3);
         assert_eq!(a.check(PEER, Some(&good)), Verdict::Allowed);
         assert_eq!(a.slow_checks.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn the_failure_table_is_bounded() {
+        let a = auth("pw");
+        for i in 0..(MAX_TRACKED as u32 + 10) {
+            let peer = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i) + 1));
+            a.record_failure(peer);
+        }
+        assert!(a.failures.len() <= MAX_TRACKED, "{}", a.failures.len());
     }
 
     #[test]
