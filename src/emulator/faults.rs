@@ -3,7 +3,9 @@
 //! [`Faults`] is the switch board (flags, [`super::EmulatorHandle::set_faults`] and
 //! `POST /__emulator/faults`); [`FaultState`] holds what the switches need between calls (the
 //! rate window, the unit request counter, when the switches were set). Faults apply to `/api/`
-//! calls only, never to the admin endpoints or the download host.
+//! calls only, never to the admin endpoints or the download host. All but one strike before the
+//! call is looked at; `lose_answer_rate` strikes after it was carried out (the case where a
+//! retry could make a duplicate).
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,12 @@ pub struct Faults {
     /// How those calls fail: `error100`, `html403`, `drop` or `mixed`. Default `error100`.
     #[arg(long, value_enum, default_value_t = FailMode::Error100)]
     pub fail_mode: FailMode,
+
+    /// Fraction (0.0–1.0) of API calls that are carried out but whose answer is lost: the
+    /// connection drops after the work is done, so the caller cannot tell whether it happened.
+    /// Default 0.
+    #[arg(long, default_value_t = 0.0)]
+    pub lose_answer_rate: f64,
 
     /// API calls per second above which calls answer error 163; 0 = unlimited. Default 0.
     #[arg(long, default_value_t = 0)]
@@ -137,6 +145,7 @@ impl Default for Faults {
             unit_delay_ms: 0,
             upload_fileerror: 0,
             poll_result: 0,
+            lose_answer_rate: 0.0,
         }
     }
 }
@@ -153,6 +162,7 @@ impl Faults {
         for (name, rate) in [
             ("fail_rate", self.fail_rate),
             ("link_error_rate", self.link_error_rate),
+            ("lose_answer_rate", self.lose_answer_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1 (got {rate})"));
@@ -219,6 +229,12 @@ impl FaultState {
             return None;
         }
         Some(self.pick_mode(rng))
+    }
+
+    /// Decides whether the answer to a call that was carried out is lost.
+    pub fn answer_lost(&self, rng: &mut StdRng) -> bool {
+        let rate = self.faults.lose_answer_rate;
+        rate > 0.0 && rng.random::<f64>() < rate
     }
 
     /// Counts one `upload/resumable` request (for unit `unit_id`, when the header parses): the
@@ -346,5 +362,20 @@ mod tests {
         assert_eq!(f.fail_rate, 0.5);
         assert_eq!(f.rate_limit_per_sec, 0);
         assert_eq!(f.rate_limit_code, 163);
+        assert_eq!(f.lose_answer_rate, 0.0);
+    }
+
+    #[test]
+    fn lost_answers_follow_their_rate() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let always = FaultState::new(Faults {
+            lose_answer_rate: 1.0,
+            ..Faults::default()
+        });
+        let never = FaultState::new(Faults::default());
+        for _ in 0..100 {
+            assert!(always.answer_lost(&mut rng));
+            assert!(!never.answer_lost(&mut rng));
+        }
     }
 }

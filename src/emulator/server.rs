@@ -394,6 +394,19 @@ async fn api_call(
         ("upload/simple", Some(b)) => simple_upload(emu, &params, &parts.headers, b).await,
         _ => dispatch(emu, &action, &params, &caller),
     };
+    let lost = {
+        let faults = lock(&emu.faults);
+        let mut rng = lock(&emu.fault_rng);
+        faults.answer_lost(&mut rng)
+    };
+    if lost {
+        emu.count_fault("lost_answer");
+        tracing::debug!(
+            action,
+            "emulator: fault: answer lost after the call was carried out"
+        );
+        return Err(dropped());
+    }
     Ok(envelope(emu, &action, result))
 }
 

@@ -6,15 +6,19 @@
 //! The root folder ([`crate::remote::ROOT`], the empty key) is sent as an
 //! empty key, which MediaFire reads as "My Files" (spec §7.2).
 
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use tracing::{debug, warn};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::mediafire::client::{Client, ContentType, display_key};
+use crate::mediafire::client::{Client, ContentType, Payload, display_key};
 use crate::mediafire::parse_utc;
 use crate::mediafire::retry::Idempotency;
-use crate::mediafire::types::{FileEntry, FolderCreateResponse, FolderEntry, MutationResponse};
+use crate::mediafire::session::TokenKind;
+use crate::mediafire::types::{
+    FileCopyResponse, FileEntry, FolderCreateResponse, FolderEntry, MutationResponse,
+};
 use crate::remote::{
     AccountInfo, DeviceStatus, Download, FileInfo, FolderInfo, Listing, Quota, Remote,
     UploadRequest,
@@ -159,6 +163,41 @@ fn warn_renamed(action: &'static str, r: &MutationResponse) {
     }
 }
 
+impl Client {
+    /// The new quickkey of a `file/copy` answer, once an asynchronous copy
+    /// has landed.
+    async fn copied_key(&self, quickkey: &str, r: FileCopyResponse) -> Result<String> {
+        let key = match &r.new_quickkeys {
+            Some(serde_json::Value::Array(a)) => {
+                a.iter().find_map(|v| v.as_str().map(str::to_string))
+            }
+            Some(serde_json::Value::String(s)) => s.split(',').next().map(|s| s.trim().to_string()),
+            _ => None,
+        }
+        .or_else(|| {
+            r.new_quickkey
+                .as_deref()
+                .and_then(|s| s.split(',').next())
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|k| !k.is_empty());
+        if r.asynchronous {
+            self.wait_for_async_jobs("file/copy").await;
+        }
+        key.ok_or_else(|| {
+            let e = Error::new(ErrorKind::Permanent, "file/copy returned no new quickkey")
+                .with_action("file/copy")
+                .with_context("quickkey", quickkey);
+            if r.skipped_count > 0 || r.other_count > 0 {
+                e.with_context("skipped", r.skipped_count)
+                    .with_context("failed", r.other_count)
+            } else {
+                e
+            }
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl Remote for Client {
     async fn account(&self) -> Result<AccountInfo> {
@@ -263,35 +302,47 @@ impl Remote for Client {
     }
 
     async fn copy_file(&self, quickkey: &str, dst_folder: &str) -> Result<String> {
-        let r = self.file_copy(quickkey, dst_folder).await?;
-        let key = match &r.new_quickkeys {
-            Some(serde_json::Value::Array(a)) => {
-                a.iter().find_map(|v| v.as_str().map(str::to_string))
-            }
-            Some(serde_json::Value::String(s)) => s.split(',').next().map(|s| s.trim().to_string()),
-            _ => None,
-        }
-        .or_else(|| {
-            r.new_quickkey
-                .as_deref()
-                .and_then(|s| s.split(',').next())
-                .map(|s| s.trim().to_string())
-        })
-        .filter(|k| !k.is_empty());
-        if r.asynchronous {
-            self.wait_for_async_jobs("file/copy").await;
-        }
-        key.ok_or_else(|| {
-            let e = Error::new(ErrorKind::Permanent, "file/copy returned no new quickkey")
-                .with_action("file/copy")
-                .with_context("quickkey", quickkey);
-            if r.skipped_count > 0 || r.other_count > 0 {
-                e.with_context("skipped", r.skipped_count)
-                    .with_context("failed", r.other_count)
-            } else {
-                e
-            }
-        })
+        // The destination's files before the copy: after an ambiguous
+        // failure (the answer lost), a new file there with the source's
+        // content is our copy, and a resend would make a second one.
+        let (_, before) = self.list_content(dst_folder, ContentType::Files).await?;
+        let before: HashSet<String> = before.into_iter().map(|f| file_info(f).quickkey).collect();
+        let payload = Payload::Form(vec![
+            ("quick_key", quickkey.to_string()),
+            ("folder_key", dst_folder.to_string()),
+        ]);
+        self.inner
+            .retry
+            .run_checked(
+                "file/copy",
+                Idempotency::NotIdempotent,
+                || async {
+                    let r: FileCopyResponse = self
+                        .call_once("file/copy", TokenKind::Session, payload.clone())
+                        .await?;
+                    self.copied_key(quickkey, r).await
+                },
+                || async {
+                    debug!(
+                        quickkey,
+                        "copy failed ambiguously, re-listing before any resend"
+                    );
+                    self.wait_for_async_jobs("file/copy").await;
+                    let source = file_info(self.file_get_info(quickkey).await?);
+                    let (_, now) = self.list_content(dst_folder, ContentType::Files).await?;
+                    Ok(now.into_iter().map(file_info).find_map(|f| {
+                        let ours = !before.contains(&f.quickkey)
+                            && f.size == source.size
+                            && f.hash == source.hash;
+                        ours.then_some(f.quickkey)
+                    }))
+                },
+            )
+            .await
+            .map_err(|e| {
+                e.with_context("quickkey", quickkey)
+                    .with_context("dst", display_key(dst_folder))
+            })
     }
 
     async fn delete_file(&self, quickkey: &str) -> Result<()> {

@@ -251,6 +251,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ambiguous_failure_without_a_recheck_is_not_resent() {
+        let n = AtomicU32::new(0);
+        let r: Result<()> = policy()
+            .run("file/copy", Idempotency::NotIdempotent, || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(Error::new(ErrorKind::Transient, "connection closed"))
+            })
+            .await;
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        assert_eq!(r.unwrap_err().retry(), Retry::Permanent);
+    }
+
+    #[tokio::test]
     async fn rate_limit_is_resent_even_when_not_idempotent() {
         let n = AtomicU32::new(0);
         let rechecks = AtomicU32::new(0);

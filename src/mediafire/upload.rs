@@ -412,26 +412,34 @@ impl Client {
         missing: &[u64],
     ) -> Result<(Option<String>, bool)> {
         let key: Mutex<Option<String>> = Mutex::new(None);
+        // The key of the answer that completed the set wins: a unit resent
+        // after its first answer was lost can arrive once the upload is
+        // complete and open a new, never-finishing session with a key of
+        // its own (polling that one waited out the whole poll timeout).
+        let ready_key: Mutex<Option<String>> = Mutex::new(None);
         let ready = AtomicBool::new(false);
         let parallel = self.config().upload_parallelism.max(1);
         futures_util::stream::iter(missing.iter().copied())
             .map(|u| self.send_unit(job, layout, u))
             .buffer_unordered(parallel)
             .try_for_each(|r| {
-                if !r.doupload.key.is_empty() {
-                    *key.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.doupload.key.clone());
-                }
-                if r.resumable_upload
+                let complete = r
+                    .resumable_upload
                     .as_ref()
-                    .is_some_and(|s| s.all_units_ready)
-                {
+                    .is_some_and(|s| s.all_units_ready);
+                if !r.doupload.key.is_empty() {
+                    let slot = if complete { &ready_key } else { &key };
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.doupload.key.clone());
+                }
+                if complete {
                     ready.store(true, Ordering::Relaxed);
                 }
                 futures_util::future::ready(Ok(()))
             })
             .await?;
         let key = key.into_inner().unwrap_or_else(|p| p.into_inner());
-        Ok((key, ready.load(Ordering::Relaxed)))
+        let ready_key = ready_key.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok((ready_key.or(key), ready.load(Ordering::Relaxed)))
     }
 
     /// Reads, hashes and sends unit `u`.

@@ -4,13 +4,19 @@
 //! `$2y$`) or argon2 (`$argon2id$`, ...) hash. Plain comparisons run in
 //! constant time. Repeated failures from one address are throttled: past
 //! [`MAX_FAILURES`] failures in [`FAILURE_WINDOW`] that address gets 429 until
-//! the window passes, without the password being checked at all.
+//! the window passes, without the password being checked at all. A hash is
+//! verified once per distinct `Authorization` value: the SHA-256 of the last
+//! accepted one is kept, since clients send it with every request and a
+//! bcrypt check costs a runtime thread tens to hundreds of milliseconds.
 
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Credentials;
@@ -19,6 +25,9 @@ use crate::config::Credentials;
 pub const MAX_FAILURES: u32 = 10;
 /// How long failed attempts are remembered.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Addresses with failed attempts remembered at most.
+const MAX_TRACKED: usize = 100_000;
 
 /// What to do with a request, as far as authentication goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +52,13 @@ pub struct Authenticator {
     user: Vec<u8>,
     secret: Secret,
     failures: DashMap<IpAddr, (u32, Instant)>,
+    /// SHA-256 of the last `Authorization` value a bcrypt/argon2 hash
+    /// accepted. WebDAV clients send the header with every request, and a
+    /// hash check costs tens to hundreds of milliseconds of CPU on a
+    /// runtime thread; the digest spares the repeats.
+    accepted: Mutex<Option<[u8; 32]>>,
+    /// How many bcrypt/argon2 verifications ran (for tests).
+    slow_checks: AtomicU64,
 }
 
 impl Authenticator {
@@ -65,6 +81,8 @@ impl Authenticator {
             user: credentials.user.as_bytes().to_vec(),
             secret,
             failures: DashMap::new(),
+            accepted: Mutex::new(None),
+            slow_checks: AtomicU64::new(0),
         })
     }
 
@@ -95,6 +113,16 @@ impl Authenticator {
     }
 
     fn record_failure(&self, peer: IpAddr) {
+        if self.failures.len() >= MAX_TRACKED {
+            // Many addresses failing (one client hopping through an IPv6
+            // range, say): forget what has expired, and if that is not
+            // enough, everything, rather than grow without bound.
+            self.failures
+                .retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+            if self.failures.len() >= MAX_TRACKED {
+                self.failures.clear();
+            }
+        }
         let mut entry = self.failures.entry(peer).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
@@ -109,15 +137,35 @@ impl Authenticator {
         let user_ok: bool = user.ct_eq(&self.user).into();
         let pass_ok = match &self.secret {
             Secret::Plain(expected) => pass.ct_eq(expected).into(),
-            Secret::Bcrypt(hash) => bcrypt::verify(&pass, hash).unwrap_or(false),
-            Secret::Argon2(hash) => {
-                use argon2::PasswordVerifier;
-                argon2::PasswordHash::new(hash)
-                    .map(|h| argon2::Argon2::default().verify_password(&pass, &h).is_ok())
-                    .unwrap_or(false)
+            Secret::Bcrypt(_) | Secret::Argon2(_) => {
+                let digest: [u8; 32] = Sha256::digest(header).into();
+                let known = *self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+                if known.is_some_and(|k| bool::from(k.ct_eq(&digest))) {
+                    return true;
+                }
+                let ok = self.hashed_matches(&pass);
+                if ok && user_ok {
+                    *self.accepted.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
+                }
+                ok
             }
         };
         user_ok & pass_ok
+    }
+
+    /// Checks `pass` against the bcrypt/argon2 hash.
+    fn hashed_matches(&self, pass: &[u8]) -> bool {
+        self.slow_checks.fetch_add(1, Ordering::Relaxed);
+        match &self.secret {
+            Secret::Bcrypt(hash) => bcrypt::verify(pass, hash).unwrap_or(false),
+            Secret::Argon2(hash) => {
+                use argon2::PasswordVerifier;
+                argon2::PasswordHash::new(hash)
+                    .map(|h| argon2::Argon2::default().verify_password(pass, &h).is_ok())
+                    .unwrap_or(false)
+            }
+            Secret::Plain(_) => false,
+        }
     }
 }
 
@@ -200,6 +248,32 @@ mod tests {
         let a = auth(&hash);
         assert_eq!(a.check(PEER, Some(&basic("alice", "pw"))), Verdict::Allowed);
         assert_eq!(a.check(PEER, Some(&basic("alice", "px"))), Verdict::Denied);
+    }
+
+    #[test]
+    fn an_accepted_hashed_password_is_not_verified_again() {
+        let a = auth(&bcrypt::hash("pw", 4).unwrap());
+        let good = basic("alice", "pw");
+        for _ in 0..3 {
+            assert_eq!(a.check(PEER, Some(&good)), Verdict::Allowed);
+        }
+        assert_eq!(a.slow_checks.load(Ordering::Relaxed), 1);
+        // A wrong password is still checked, and refused.
+        assert_eq!(a.check(PEER, Some(&basic("alice", "px"))), Verdict::Denied);
+        assert_eq!(a.check(PEER, Some(&basic("bob", "pw"))), Verdict::Denied);
+        assert_eq!(a.slow_checks.load(Ordering::Relaxed), 3);
+        assert_eq!(a.check(PEER, Some(&good)), Verdict::Allowed);
+        assert_eq!(a.slow_checks.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn the_failure_table_is_bounded() {
+        let a = auth("pw");
+        for i in 0..(MAX_TRACKED as u32 + 10) {
+            let peer = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i) + 1));
+            a.record_failure(peer);
+        }
+        assert!(a.failures.len() <= MAX_TRACKED, "{}", a.failures.len());
     }
 
     #[test]

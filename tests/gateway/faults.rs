@@ -155,6 +155,37 @@ async fn mixed_workload(faults: Faults) -> TestServer {
             must_hold.insert(path, sha256(&data));
         }
     }
+    // COPY: one copy or none, never two.
+    let seeded_hash = sha256(&seeded);
+    let (status, body) = status_of(
+        server
+            .req("COPY", "/in/seeded.bin")
+            .header("Destination", dest(&server, "/in/copy.bin"))
+            .send()
+            .await,
+    )
+    .await;
+    allowed.insert("/in/copy.bin".into(), vec![None, Some(seeded_hash.clone())]);
+    if assert_write_status("COPY", status, &body) {
+        must_hold.insert("/in/copy.bin".into(), seeded_hash);
+    }
+    // MOVE: in one place or the other, never both, never lost when acknowledged.
+    if let Some(hash) = must_hold.get("/in/put0.bin").cloned() {
+        let (status, body) = status_of(
+            server
+                .req("MOVE", "/in/put0.bin")
+                .header("Destination", dest(&server, "/in/sub/moved.bin"))
+                .send()
+                .await,
+        )
+        .await;
+        must_hold.remove("/in/put0.bin");
+        allowed.insert("/in/sub/moved.bin".into(), vec![None, Some(hash.clone())]);
+        if assert_write_status("MOVE", status, &body) {
+            must_hold.insert("/in/sub/moved.bin".into(), hash);
+            allowed.insert("/in/put0.bin".into(), vec![None]);
+        }
+    }
     // Overwrite: the old or the new content, never a mix or a second file.
     let v2 = pattern(30_000, 7);
     let (status, body) = status_of(
@@ -242,6 +273,25 @@ async fn dropped_connections_are_retried() {
     let stats = server.emulator.stats();
     assert!(
         stats["faults_injected"]["drop"].as_u64().unwrap_or(0) > 0,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn lost_answers_make_no_duplicates() {
+    // The call is carried out, the answer never arrives: a blind retry of
+    // a create, copy or upload would make a second one.
+    let server = mixed_workload(Faults {
+        lose_answer_rate: 0.25,
+        ..Faults::default()
+    })
+    .await;
+    let stats = server.emulator.stats();
+    assert!(
+        stats["faults_injected"]["lost_answer"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
         "{stats}"
     );
 }

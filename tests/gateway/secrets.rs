@@ -5,6 +5,12 @@
 //! token the emulator handed out, nor the password, nor the Basic
 //! credentials appear in a log line or an error page. The state file is
 //! private (0600 in a 0700 directory).
+//!
+//! Also the rest of the front door's security, end to end: repeated failed
+//! logins are throttled (429, even for the right password), bcrypt and
+//! argon2 hashes work as passwords (and are not passwords themselves), and
+//! the binary will not start without credentials unless `--no-auth`, nor
+//! with `--no-auth` on a public address without `--allow-public-no-auth`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -188,5 +194,110 @@ async fn secrets_never_reach_the_log() {
     assert!(
         longest_hex_run(&log) < 100,
         "something token-shaped is in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_address() {
+    use mediafire_dav::server::auth::MAX_FAILURES;
+
+    let server = crate::util::TestServer::start().await;
+    for i in 0..MAX_FAILURES {
+        let resp = server
+            .anon("GET", "/")
+            .basic_auth(crate::util::USER, Some("guess"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "attempt {i}");
+    }
+    // Now even the right password is refused, without being checked.
+    let resp = server.req("GET", "/").send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let page = resp.text().await.unwrap();
+    assert!(!page.contains(crate::util::PASS), "{page}");
+    // The health check stays reachable for the orchestrator.
+    let health = server.anon("GET", "/healthz").send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn bcrypt_and_argon2_password_hashes_log_in() {
+    use argon2::PasswordHasher;
+    use mediafire_dav::config::ServeArgs;
+
+    let bcrypt = bcrypt::hash(crate::util::PASS, 4).unwrap();
+    let salt = argon2::password_hash::SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
+    let argon = argon2::Argon2::default()
+        .hash_password(crate::util::PASS.as_bytes(), &salt)
+        .unwrap()
+        .to_string();
+    for hash in [bcrypt, argon] {
+        let server = crate::util::TestServer::start_with(crate::util::Options {
+            args: ServeArgs {
+                pass: Some(hash.clone()),
+                ..ServeArgs::default()
+            },
+            ..crate::util::Options::default()
+        })
+        .await;
+        let ok = server
+            .req("PROPFIND", "/")
+            .header("Depth", "0")
+            .send()
+            .await;
+        assert_eq!(ok.unwrap().status(), 207, "{hash}");
+        // The hash itself is not a password.
+        let resp = server
+            .anon("PROPFIND", "/")
+            .basic_auth(crate::util::USER, Some(&hash))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{hash}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_to_start_without_auth_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let run = |args: Vec<&str>| {
+        let mut all = vec![
+            "serve",
+            "--api-base",
+            "http://127.0.0.1:9",
+            "--state-dir",
+            state,
+        ];
+        all.extend(args);
+        let all: Vec<String> = all.into_iter().map(String::from).collect();
+        async move {
+            let out = tokio::process::Command::new(crate::child::BIN)
+                .args(&all)
+                .env_remove("MEDIAFIRE_DAV_USER")
+                .env_remove("MEDIAFIRE_DAV_PASS")
+                .env_remove("MEDIAFIRE_DAV_NO_AUTH")
+                .env_remove("MEDIAFIRE_DAV_ALLOW_PUBLIC_NO_AUTH")
+                .env_remove("MEDIAFIRE_DAV_CONFIG")
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(Duration::from_secs(30), out)
+                .await
+                .expect("exits at once")
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, err) = run(vec!["--listen", "127.0.0.1:0"]).await;
+    assert!(!ok && err.contains("--no-auth"), "no credentials: {err}");
+    let (ok, err) = run(vec!["--listen", "0.0.0.0:0", "--no-auth"]).await;
+    assert!(
+        !ok && err.contains("--allow-public-no-auth"),
+        "public no-auth: {err}"
     );
 }

@@ -1,6 +1,7 @@
 //! Soak: 8 concurrent clients doing mixed operations while MediaFire fails
 //! 10% of its calls (500/error 100, Cloudflare pages, dropped connections,
-//! mixed) and force-expires every token every 5 s.
+//! mixed) and force-expires every token every 5 s; besides, 2% of the calls
+//! are carried out but their answer is lost (`SOAK_LOST` sets that rate).
 //!
 //! Each client works in its own folder and keeps a model of what it did: a
 //! write the gateway acknowledged (2xx) is certain; a write that failed
@@ -13,7 +14,7 @@
 //! agree with MediaFire's.
 //!
 //! `SOAK_SECS` sets the length (default 30 s, the CI version; the benchmark
-//! runs it longer), `SOAK_SEED` the random seed.
+//! `scripts/soak.sh` runs it longer), `SOAK_SEED` the random seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -330,6 +331,10 @@ async fn soak_mixed_clients_with_faults_and_token_expiry() {
         fail_rate: 0.1,
         fail_mode: FailMode::Mixed,
         expire_tokens_every_secs: 5,
+        lose_answer_rate: std::env::var("SOAK_LOST")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.02),
         ..Faults::default()
     });
     let until = Instant::now() + Duration::from_secs(secs);
