@@ -735,16 +735,33 @@ async fn create_of_a_taken_name_is_already_exists() {
 }
 
 #[tokio::test]
-async fn copy_is_not_resent_after_an_ambiguous_failure() {
+async fn copy_is_resent_only_after_the_destination_proves_it_did_not_happen() {
+    // Every copy fails ambiguously (error 100): before each resend the
+    // destination is listed, and only a listing without a new file holding
+    // the source's content allows it. Nothing is ever resent blind.
     let fake = Fake::start(|req| {
-        basics(req).unwrap_or_else(|| api_err(req, 100, "Internal server error"))
+        basics(req).unwrap_or_else(|| match req.action.as_str() {
+            "folder/get_content" => ok(
+                req,
+                json!({"folder_content": {"more_chunks": "no", "files": []}}),
+            ),
+            "file/get_info" => ok(
+                req,
+                json!({"file_info": {"quickkey": "q1", "filename": "a.txt",
+                    "size": "3", "hash": "ab"}}),
+            ),
+            _ => api_err(req, 100, "Internal server error"),
+        })
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let c = client(&fake, dir.path()).await;
     let e = c.copy_file("q1", "fk").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Transient);
-    assert_eq!(fake.count("file/copy"), 1);
+    assert!(!e.is_temporary(), "{e}");
+    let copies = fake.count("file/copy");
+    assert!(copies >= 1);
+    // One listing before the first copy, one after each failed copy.
+    assert_eq!(fake.count("folder/get_content"), copies + 1);
 }
 
 #[tokio::test]
