@@ -808,9 +808,10 @@ def main():
     print(table)
     missed = [text for ok, text in goals if not ok]
     print()
-    print(f"Goals: {len(goals) - len(missed)} met, {len(missed)} missed"
-          + (f" ({'; '.join(missed)})" if missed else "")
-          + f". Took {time.monotonic() - started:.0f} s.")
+    verdict = ("Goals: not judged in a smoke run" if args.smoke else
+               f"Goals: {len(goals) - len(missed)} met, {len(missed)} missed"
+               + (f" ({'; '.join(missed)})" if missed else ""))
+    print(f"{verdict}. Took {time.monotonic() - started:.0f} s.")
     if args.output:
         with open(args.output, "w") as f:
             f.write(table + "\n")
