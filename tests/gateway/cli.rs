@@ -129,3 +129,103 @@ async fn demo_serves_sample_files_with_printed_credentials() {
         .unwrap();
     assert!(!gone.success());
 }
+
+/// Starts `serve` with `args` and `env`, returns the URL it prints (or the
+/// error it exits with).
+async fn served_url(args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .args(args)
+        .env_remove("MEDIAFIRE_DAV_LISTEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("mediafire-dav: serving WebDAV at ") {
+                return Some(url.trim().to_string());
+            }
+        }
+        None
+    })
+    .await
+    .expect("serve starts or exits");
+    match found {
+        Some(url) => {
+            child.kill().await.unwrap();
+            Ok(url)
+        }
+        None => {
+            let out = child.wait_with_output().await.unwrap();
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_win_over_the_environment_which_wins_over_the_file() {
+    let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    // The file names a port nobody can bind as a test user would (and that
+    // this test never expects to see), and a prefix.
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:1\"\nprefix = \"/from-file\"\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let common = [
+        "--config",
+        config.to_str().unwrap(),
+        "--api-base",
+        &emu.base_url(),
+        "--cookie",
+        "demo-cookie",
+        "--no-auth",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+
+    // Environment over file: the listen address comes from the environment,
+    // the prefix (not in the environment) from the file.
+    let url = served_url(&common, &[("MEDIAFIRE_DAV_LISTEN", "127.0.0.1:0")])
+        .await
+        .unwrap();
+    assert!(!url.contains(":1/"), "{url}");
+    assert!(url.ends_with("/from-file/"), "{url}");
+
+    // Flag over environment.
+    let mut args = common.to_vec();
+    args.extend(["--listen", "127.0.0.1:0", "--prefix", "/from-flag"]);
+    let url = served_url(
+        &args,
+        &[
+            ("MEDIAFIRE_DAV_LISTEN", "127.0.0.1:1"),
+            ("MEDIAFIRE_DAV_PREFIX", "/from-env"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(!url.contains(":1/"), "{url}");
+    assert!(url.ends_with("/from-flag/"), "{url}");
+
+    // Environment over file for the prefix too.
+    let url = served_url(
+        &common,
+        &[
+            ("MEDIAFIRE_DAV_LISTEN", "127.0.0.1:0"),
+            ("MEDIAFIRE_DAV_PREFIX", "/from-env"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(url.ends_with("/from-env/"), "{url}");
+}
