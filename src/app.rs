@@ -114,7 +114,6 @@ fn dav_config(settings: &Settings) -> DavConfig {
         read_only: settings.read_only,
         local_apple_files: settings.local_apple_files,
         prefix: settings.prefix.clone(),
-        ..DavConfig::default()
     }
 }
 

@@ -412,9 +412,10 @@ async fn restart_with_only_the_state_directory_keeps_working() {
 async fn a_failed_listing_is_an_error_not_an_empty_folder() {
     let server = TestServer::start().await;
     server.emulator.seed_file("/f/x.txt", b"x");
-    let mut faults = mediafire_dav::emulator::Faults::default();
-    faults.fail_rate = 1.0;
-    server.emulator.set_faults(faults);
+    server.emulator.set_faults(mediafire_dav::emulator::Faults {
+        fail_rate: 1.0,
+        ..Default::default()
+    });
     let (status, body) = propfind(&server, "/f/", "1").await;
     assert!(status >= 500 && status != 501, "status {status}: {body}");
 }
