@@ -12,3 +12,6 @@ mod clients;
 
 // The binary's subcommands: check, serve --demo, healthcheck.
 mod cli;
+
+// Exact inputs that once broke the server, found by probing it from outside.
+mod regressions;
