@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
+    /// One lock per source path: of concurrent MOVEs or DELETEs of one entry,
+    /// the first acts and the others find it gone.
+    sources: KeyLocks,
     /// (used, limit) and when it was fetched.
     quota: Mutex<Option<(QuotaPair, Instant)>>,
     pub(crate) counters: Counters,
@@ -183,6 +186,7 @@ impl Shared {
             remote,
             config,
             uploads: DashMap::new(),
+            sources: DashMap::new(),
             quota: Mutex::new(None),
             counters: Counters::default(),
         })
@@ -384,6 +388,10 @@ impl Shared {
     }
 
     async fn remove_file(&self, path: &str) -> Result<()> {
+        serialized(&self.sources, path, self.remove_file_locked(path)).await
+    }
+
+    async fn remove_file_locked(&self, path: &str) -> Result<()> {
         match self.find(path).await? {
             Some(Found::Local(_)) => {
                 self.overlay.remove(path);
@@ -409,6 +417,10 @@ impl Shared {
     }
 
     async fn remove_dir(&self, path: &str) -> Result<()> {
+        serialized(&self.sources, path, self.remove_dir_locked(path)).await
+    }
+
+    async fn remove_dir_locked(&self, path: &str) -> Result<()> {
         match self.find(path).await? {
             Some(Found::Remote(Node::Folder(f))) => {
                 // MediaFire trashes the whole subtree in one call.
@@ -436,6 +448,10 @@ impl Shared {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        serialized(&self.sources, from, self.rename_locked(from, to)).await
+    }
+
+    async fn rename_locked(&self, from: &str, to: &str) -> Result<()> {
         if from.is_empty() || to.is_empty() || is_within(to, from) {
             return Err(
                 Error::new(ErrorKind::Forbidden, "cannot move the root or into itself")

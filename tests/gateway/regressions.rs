@@ -66,3 +66,52 @@ async fn mkcol_of_a_name_differing_only_in_case_is_not_a_false_201() {
     assert!(names.iter().any(|h| h == "/Dir/"), "{names:?}");
     assert!(!names.iter().any(|h| h.starts_with("/dir")), "{names:?}");
 }
+
+/// Four MOVEs of one file to `/race/A`..`/race/D`, sent at once, all
+/// answered 201 and PROPFIND then listed four files, while MediaFire held
+/// one (renamed four times). A later `DELETE /race/A` trashed the file the
+/// client of `/race/D` believed it had. Now the first MOVE wins and the
+/// others find the source gone.
+#[tokio::test]
+async fn concurrent_moves_of_one_file_move_it_once() {
+    let server = TestServer::start().await;
+    assert_eq!(
+        server.req("MKCOL", "/race").send().await.unwrap().status(),
+        201
+    );
+    let put = server
+        .req("PUT", "/race/f")
+        .body("race")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let moves = ["A", "B", "C", "D"].map(|d| {
+        server
+            .req("MOVE", "/race/f")
+            .header("Destination", format!("{}/race/{d}", server.url))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(moves)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let moved = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!(moved, 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 404),
+        "{statuses:?}"
+    );
+    let (_, body) = propfind(&server, "/race/", "1").await;
+    let names = hrefs(&body);
+    assert_eq!(names.len(), 2, "{names:?}");
+    let get = server.req("GET", &names[1]).send().await.unwrap();
+    assert_eq!(get.text().await.unwrap(), "race");
+    assert_eq!(
+        server.emulator.stats()["files"],
+        1,
+        "{}",
+        server.emulator.stats()
+    );
+}
