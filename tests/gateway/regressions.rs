@@ -115,3 +115,23 @@ async fn concurrent_moves_of_one_file_move_it_once() {
         server.emulator.stats()
     );
 }
+
+/// `GET /a/a/a/…` with 2000 segments overflowed the stack of a worker
+/// thread and aborted the whole process: each folder level of the lookup
+/// nested one more future. Now it is a plain 404 and the server lives on.
+#[tokio::test]
+async fn a_very_deep_path_is_a_404_not_a_crash() {
+    let server = TestServer::start().await;
+    assert_eq!(
+        server.req("MKCOL", "/a").send().await.unwrap().status(),
+        201
+    );
+    let deep = "/a".repeat(2000);
+    for method in ["GET", "PROPFIND", "PUT", "MKCOL", "DELETE"] {
+        let resp = server.req(method, &deep).send().await.unwrap();
+        let status = resp.status().as_u16();
+        assert!((400..500).contains(&status), "{method}: {status}");
+    }
+    let resp = server.req("GET", "/healthz").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
