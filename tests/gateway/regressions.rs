@@ -135,3 +135,38 @@ async fn a_very_deep_path_is_a_404_not_a_crash() {
     let resp = server.req("GET", "/healthz").send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// A PUT whose body ends before its `Content-Length` (the client went away,
+/// or sent a broken chunked body) answered 502 Bad Gateway, blaming
+/// MediaFire for the client's input. Now 400, and nothing is created.
+#[tokio::test]
+async fn a_cut_off_put_body_is_a_400_not_a_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:{}", crate::util::USER, crate::util::PASS),
+    );
+    let requests = [
+        format!(
+            "PUT /short.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+             Content-Length: 100\r\n\r\nonly-ten!!"
+        ),
+        format!(
+            "PUT /chunked.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"
+        ),
+    ];
+    for raw in requests {
+        let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        conn.write_all(raw.as_bytes()).await.unwrap();
+        conn.shutdown().await.unwrap();
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{raw:?} -> {answer:?}");
+    }
+    for path in ["/short.bin", "/chunked.bin"] {
+        let get = server.req("GET", path).send().await.unwrap();
+        assert_eq!(get.status(), 404, "{path}");
+    }
+}
