@@ -352,7 +352,11 @@ impl Cache {
             fetched: Instant::now(),
             tag,
         };
-        self.dirs.insert(path, dir);
+        // `folder/create` with `skip` may hand back a folder we already list:
+        // keep its children rather than showing it empty.
+        if !self.dirs.get(&path).is_some_and(|d| d.key == folder.key) {
+            self.dirs.insert(path, dir);
+        }
         self.insert(parent, Node::Folder(folder));
     }
 

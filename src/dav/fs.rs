@@ -67,8 +67,8 @@ pub(crate) struct Shared {
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
-    /// One lock per source path: of concurrent MOVEs or DELETEs of one entry,
-    /// the first acts and the others find it gone.
+    /// One lock per path for MKCOL, DELETE and the source of MOVE: of
+    /// concurrent ones on one entry, the first acts and the others see it.
     sources: KeyLocks,
     /// (used, limit) and when it was fetched.
     quota: Mutex<Option<(QuotaPair, Instant)>>,
@@ -369,6 +369,12 @@ impl Shared {
     }
 
     async fn create_dir(&self, path: &str) -> Result<()> {
+        // Of concurrent MKCOLs of one path, the first creates and the others
+        // find the folder (405) instead of all answering 201.
+        serialized(&self.sources, path, self.create_dir_locked(path)).await
+    }
+
+    async fn create_dir_locked(&self, path: &str) -> Result<()> {
         if path.is_empty() {
             return Err(Error::new(ErrorKind::AlreadyExists, "the root exists"));
         }

@@ -170,3 +170,43 @@ async fn a_cut_off_put_body_is_a_400_not_a_502() {
         assert_eq!(get.status(), 404, "{path}");
     }
 }
+
+/// rclone, creating one folder from 8 workers, sent concurrent
+/// `MKCOL /c2/`: all answered 201, and each late one (MediaFire's `skip`
+/// handing back the existing folder) reset the cached listing to empty, so a
+/// file PUT in between answered 404 to PROPFIND for the cache lifetime. Now
+/// one MKCOL creates, the others get 405, and earlier uploads stay visible.
+#[tokio::test]
+async fn concurrent_mkcols_of_one_path_create_once_and_lose_no_listing() {
+    let server = TestServer::start().await;
+    server.emulator.set_faults(mediafire_dav::emulator::Faults {
+        latency_ms: 30,
+        ..Default::default()
+    });
+    let mkcols = (0..6).map(|_| server.req("MKCOL", "/c2/").send());
+    let statuses: Vec<u16> = futures_util::future::join_all(mkcols)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 405),
+        "{statuses:?}"
+    );
+    let put = server
+        .req("PUT", "/c2/f.txt")
+        .body("f")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let late = server.req("MKCOL", "/c2/").send().await.unwrap();
+    assert_eq!(late.status(), 405);
+    let (status, _) = propfind(&server, "/c2/f.txt", "0").await;
+    assert_eq!(status, 207);
+}
