@@ -151,6 +151,24 @@ impl Cache {
     /// Makes sure a usable listing of the folder at `path` is cached.
     /// `NotFound` when `path` is not a folder.
     pub(crate) async fn ensure(&self, path: &str) -> Result<()> {
+        // Ancestors first, top-down: `resolve_key` then finds its parent
+        // fresh and recurses one level only, however deep `path` is (a GET
+        // of a 2000-segment path overflowed the stack and killed the server).
+        if !path.is_empty() {
+            let ancestors = std::iter::once(0)
+                .chain(path.match_indices('/').map(|(i, _)| i))
+                .map(|i| &path[..i]);
+            for ancestor in ancestors {
+                if !self.is_fresh(ancestor) {
+                    self.ensure_one(ancestor).await?;
+                }
+            }
+        }
+        self.ensure_one(path).await
+    }
+
+    /// [`Cache::ensure`] for one folder whose ancestors are usually fresh.
+    async fn ensure_one(&self, path: &str) -> Result<()> {
         if self.is_fresh(path) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -338,7 +356,11 @@ impl Cache {
             fetched: Instant::now(),
             tag,
         };
-        self.dirs.insert(path, dir);
+        // `folder/create` with `skip` may hand back a folder we already list:
+        // keep its children rather than showing it empty.
+        if !self.dirs.get(&path).is_some_and(|d| d.key == folder.key) {
+            self.dirs.insert(path, dir);
+        }
         self.insert(parent, Node::Folder(folder));
     }
 

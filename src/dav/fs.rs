@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     pub(crate) config: DavConfig,
     /// One lock per path: concurrent PUTs to one path end as one file.
     uploads: KeyLocks,
+    /// One lock per path for MKCOL, DELETE and the source of MOVE: of
+    /// concurrent ones on one entry, the first acts and the others see it.
+    sources: KeyLocks,
     /// (used, limit) and when it was fetched.
     quota: Mutex<Option<(QuotaPair, Instant)>>,
     pub(crate) counters: Counters,
@@ -161,6 +164,7 @@ impl Shared {
             config,
             uploads: DashMap::new(),
             placeholder_mtimes: DashMap::new(),
+            sources: DashMap::new(),
             quota: Mutex::new(None),
             counters: Counters::default(),
         })
@@ -367,6 +371,12 @@ impl Shared {
     }
 
     async fn create_dir(&self, path: &str) -> Result<()> {
+        // Of concurrent MKCOLs of one path, the first creates and the others
+        // find the folder (405) instead of all answering 201.
+        serialized(&self.sources, path, self.create_dir_locked(path)).await
+    }
+
+    async fn create_dir_locked(&self, path: &str) -> Result<()> {
         if path.is_empty() {
             return Err(Error::new(ErrorKind::AlreadyExists, "the root exists"));
         }
@@ -386,6 +396,10 @@ impl Shared {
     }
 
     async fn remove_file(&self, path: &str) -> Result<()> {
+        serialized(&self.sources, path, self.remove_file_locked(path)).await
+    }
+
+    async fn remove_file_locked(&self, path: &str) -> Result<()> {
         match self.find(path).await? {
             Some(Found::Local(_)) => {
                 self.overlay.remove(path);
@@ -412,6 +426,10 @@ impl Shared {
     }
 
     async fn remove_dir(&self, path: &str) -> Result<()> {
+        serialized(&self.sources, path, self.remove_dir_locked(path)).await
+    }
+
+    async fn remove_dir_locked(&self, path: &str) -> Result<()> {
         match self.find(path).await? {
             Some(Found::Remote(Node::Folder(f))) => {
                 // MediaFire trashes the whole subtree in one call.
@@ -439,6 +457,10 @@ impl Shared {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        serialized(&self.sources, from, self.rename_locked(from, to)).await
+    }
+
+    async fn rename_locked(&self, from: &str, to: &str) -> Result<()> {
         if from.is_empty() || to.is_empty() || is_within(to, from) {
             return Err(
                 Error::new(ErrorKind::Forbidden, "cannot move the root or into itself")

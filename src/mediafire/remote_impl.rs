@@ -150,6 +150,21 @@ fn created_folder(r: FolderCreateResponse, requested: &str) -> Result<FolderInfo
     })
 }
 
+/// With `skip`, a service that compares names case-insensitively answers a
+/// create of "dir" next to "Dir" with the existing "Dir": nothing was
+/// created, so the name is taken.
+fn same_name_or_exists(f: FolderInfo, requested: &str) -> Result<FolderInfo> {
+    if f.name != requested && f.name.to_lowercase() == requested.to_lowercase() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            "a folder whose name differs only in case exists",
+        )
+        .with_action("folder/create")
+        .with_context("existing", f.name.escape_debug()));
+    }
+    Ok(f)
+}
+
 fn warn_renamed(action: &'static str, r: &MutationResponse) {
     let renamed = match &r.new_names {
         Some(serde_json::Value::Array(a)) => !a.is_empty(),
@@ -266,6 +281,7 @@ impl Remote for Client {
                 },
             )
             .await
+            .and_then(|f| same_name_or_exists(f, name))
             .map_err(|e| {
                 e.with_context("parent_key", display_key(parent))
                     .with_context("name", name)

@@ -618,6 +618,16 @@ fn check_request(req: &UploadRequest) -> Result<()> {
         );
     }
     crate::mediafire::remote_impl::check_name("upload/check", &req.name)?;
+    // The name travels in the `x-filename` header, whose leading and trailing
+    // spaces every HTTP server strips: "a " would be stored as "a".
+    if req.name.starts_with(' ') || req.name.ends_with(' ') {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            "a file name that starts or ends with a space cannot be uploaded",
+        )
+        .with_action("upload/check")
+        .with_context("name", req.name.escape_debug()));
+    }
     if req.source.sha256.len() != 64 || !req.source.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::new(
             ErrorKind::Permanent,

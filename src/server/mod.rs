@@ -149,6 +149,10 @@ impl App {
 
     async fn dav_request(&self, req: Request<Incoming>) -> Response<Body> {
         let bytes_in = self.metrics_counter_in();
+        // Set when the client's body breaks off or is malformed: dav-server
+        // answers that with 502, which would blame MediaFire.
+        let body_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = body_failed.clone();
         let req = req.map(move |body| {
             body.map_frame(move |frame| {
                 if let Some(data) = frame.data_ref() {
@@ -156,8 +160,22 @@ impl App {
                 }
                 frame
             })
+            .map_err(move |e| {
+                failed.store(true, Ordering::Relaxed);
+                e
+            })
         });
         let resp = self.dav.handle(req).await;
+        if body_failed.load(Ordering::Relaxed) && resp.status().is_server_error() {
+            info!(
+                status = resp.status().as_u16(),
+                "request body was cut off or malformed; answering 400"
+            );
+            return text(
+                StatusCode::BAD_REQUEST,
+                "the request body was cut off or malformed\n",
+            );
+        }
         let bytes_out = self.metrics_counter_out();
         resp.map(move |body| {
             body.map_frame(move |frame| {

@@ -51,3 +51,6 @@ mod api_calls_table;
 
 // Uploads at scale: spool, units, resume, instant, overwrite, short bodies.
 mod uploads;
+
+// Exact inputs that once broke the server, found by probing it from outside.
+mod regressions;
