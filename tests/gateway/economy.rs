@@ -356,9 +356,15 @@ async fn a_30000_entry_folder_lists_completely_then_from_the_cache() {
 
 // ---- change detection ----------------------------------------------------
 
+/// A short cache TTL. One `device/get_status` answer serves every
+/// revalidation for a quarter of it, so it is long enough that a slow
+/// machine still walks a path within that window.
+const TTL_SECS: u64 = 2;
+const PAST_TTL: Duration = Duration::from_millis(TTL_SECS * 1000 + 200);
+
 #[tokio::test]
 async fn changes_behind_the_servers_back_appear_after_the_ttl() {
-    let server = server_with_ttl(1, EmulatorConfig::default()).await;
+    let server = server_with_ttl(TTL_SECS, EmulatorConfig::default()).await;
     server.emulator.seed_file("/w/old.txt", b"old");
     let (_, body) = propfind(&server, "/w/", "1").await;
     assert!(hrefs(&body).contains(&"/w/old.txt".to_string()));
@@ -372,7 +378,7 @@ async fn changes_behind_the_servers_back_appear_after_the_ttl() {
         "within the TTL the listing comes from memory"
     );
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(PAST_TTL).await;
     let (_, body) = propfind(&server, "/w/", "1").await;
     let names = hrefs(&body);
     assert!(names.contains(&"/w/new.txt".to_string()), "{names:?}");
@@ -381,7 +387,7 @@ async fn changes_behind_the_servers_back_appear_after_the_ttl() {
 
     // A change of content (same name) shows too.
     server.emulator.seed_file("/w/old.txt", b"changed!");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(PAST_TTL).await;
     assert_eq!(
         get(&server, "/w/old.txt").await,
         (200, b"changed!".to_vec())
@@ -390,7 +396,7 @@ async fn changes_behind_the_servers_back_appear_after_the_ttl() {
 
 #[tokio::test]
 async fn a_revalidation_with_nothing_changed_costs_one_status_call() {
-    let server = server_with_ttl(1, EmulatorConfig::default()).await;
+    let server = server_with_ttl(TTL_SECS, EmulatorConfig::default()).await;
     server.emulator.seed_file("/r/s/t/deep.txt", b"deep");
     server.emulator.seed_file("/r/top.txt", b"top");
     let (status, _) = propfind(&server, "/r/s/t/", "1").await;
@@ -399,7 +405,7 @@ async fn a_revalidation_with_nothing_changed_costs_one_status_call() {
     assert_eq!(status, 207);
 
     for round in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(PAST_TTL).await;
         server.emulator.reset_stats();
         // Four stale listings on the way (root, r, r/s, r/s/t): one call.
         let (status, body) = propfind(&server, "/r/s/t/", "1").await;
@@ -416,7 +422,7 @@ async fn a_revalidation_with_nothing_changed_costs_one_status_call() {
 
     // Once something changed, the stale listings are fetched again.
     server.emulator.seed_file("/r/s/t/other.txt", b"o");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(PAST_TTL).await;
     server.emulator.reset_stats();
     let (_, body) = propfind(&server, "/r/s/t/", "1").await;
     assert!(hrefs(&body).contains(&"/r/s/t/other.txt".to_string()));
@@ -425,7 +431,7 @@ async fn a_revalidation_with_nothing_changed_costs_one_status_call() {
 
 #[tokio::test]
 async fn a_burst_of_revalidations_costs_one_status_call() {
-    let server = server_with_ttl(1, EmulatorConfig::default()).await;
+    let server = server_with_ttl(TTL_SECS, EmulatorConfig::default()).await;
     for i in 0..10 {
         server
             .emulator
@@ -434,7 +440,7 @@ async fn a_burst_of_revalidations_costs_one_status_call() {
     for i in 0..10 {
         assert_eq!(propfind(&server, &format!("/c/d{i}/"), "1").await.0, 207);
     }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(PAST_TTL).await;
     server.emulator.reset_stats();
     let tasks: Vec<_> = (0..10)
         .map(|i| {
