@@ -722,18 +722,11 @@ impl Tree {
     /// Removes a folder and everything below it for good.
     pub fn purge_folder(&mut self, key: &str) {
         self.bump();
-        self.unindex_folder(key);
-        let Some(f) = self.folders.remove(key) else {
+        let Some(parent) = self.folders.get(key).map(|f| f.parent.clone()) else {
             return;
         };
-        for fk in &f.child_files {
-            self.unindex_file(fk);
-            self.files.remove(fk);
-        }
-        for sk in &f.child_folders {
-            self.purge_subtree(sk);
-        }
-        if let Some(p) = &f.parent {
+        self.purge_subtree(key);
+        if let Some(p) = &parent {
             if let Some(parent) = self.folders.get_mut(p) {
                 parent.child_folders.remove(key);
             }
@@ -741,6 +734,8 @@ impl Tree {
         }
     }
 
+    /// Removes a folder and everything below it, leaving its parent's list
+    /// of children alone.
     fn purge_subtree(&mut self, key: &str) {
         self.unindex_folder(key);
         let Some(f) = self.folders.remove(key) else {
