@@ -378,9 +378,18 @@ impl MfDav {
                 None
             }
             Err(e) => {
-                if e.kind() == crate::error::ErrorKind::NotFound {
-                    // Gone upstream since we listed it: the listing is stale.
+                use crate::error::ErrorKind;
+                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Forbidden) {
+                    // Gone (or trashed: MediaFire then refuses the link with
+                    // "User lacks permissions") since we listed it: the
+                    // listing is stale. A fresh one decides between 404 and 403.
                     self.shared.cache.forget(cache::split(&rel).0);
+                    if e.kind() == ErrorKind::Forbidden
+                        && matches!(self.shared.find(&rel).await, Ok(None))
+                    {
+                        debug!(path = %rel, "dav: file gone upstream since it was listed");
+                        return Some(plain(StatusCode::NOT_FOUND));
+                    }
                 }
                 Some(self.failed(&rel, &e))
             }

@@ -121,7 +121,9 @@ pub fn classify(code: u32) -> (ErrorKind, Retry) {
         // > This file has already been deleted
         210 => (NotFound, Perm),
         // > Items in the Trash Can cannot be modified
-        211 => (Forbidden, Perm),
+        // A trashed item is gone from the account's point of view (listings
+        // no longer show it), like 209/210; callers re-list on NotFound.
+        211 => (NotFound, Perm),
         // > The specified FileDrop Key is invalid
         214 => (NotFound, Perm),
         // > The call signature is missing
@@ -210,12 +212,10 @@ mod tests {
         for c in [143, 158, 144, 159] {
             assert_eq!(classify(c).0, ErrorKind::AlreadyExists);
         }
-        for c in [110, 112, 209, 210, 259, 260] {
+        for c in [110, 112, 209, 210, 211, 259, 260] {
             assert_eq!(classify(c).0, ErrorKind::NotFound);
         }
-        for c in [114, 211] {
-            assert_eq!(classify(c).0, ErrorKind::Forbidden);
-        }
+        assert_eq!(classify(114).0, ErrorKind::Forbidden);
         assert_eq!(classify(162).0, ErrorKind::QuotaExceeded);
         for c in [118, 185] {
             assert_eq!(classify(c).0, ErrorKind::InvalidName);

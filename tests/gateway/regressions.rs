@@ -210,3 +210,39 @@ async fn concurrent_mkcols_of_one_path_create_once_and_lose_no_listing() {
     let (status, _) = propfind(&server, "/c2/f.txt", "0").await;
     assert_eq!(status, 207);
 }
+
+/// A file another MediaFire client moved to the trash while our listing
+/// still showed it: GET, PUT and MOVE answered 403, because MediaFire's
+/// error 211 ("Items in the Trash Can cannot be modified") was read as
+/// Forbidden. From the account's point of view the file is gone.
+#[tokio::test]
+async fn a_file_trashed_behind_our_back_is_gone_not_forbidden() {
+    let server = TestServer::start().await;
+    let qk = server.emulator.seed_file("/t/gone.txt", b"bye");
+    server.emulator.seed_file("/t/moved.txt", b"m");
+    let qk2 = server.emulator.seed_file("/t/put.txt", b"p");
+    let (status, body) = propfind(&server, "/t/", "1").await;
+    assert_eq!(status, 207);
+    assert!(hrefs(&body).contains(&"/t/gone.txt".to_string()), "{body}");
+    for key in [&qk, &qk2] {
+        let r = crate::util::emulator_call(&server, "file/delete", &[("quick_key", key)]).await;
+        assert_eq!(r["response"]["result"], "Success", "{r}");
+    }
+    let resp = server.req("GET", "/t/gone.txt").send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // A PUT over the trashed file makes a new one under the name.
+    let resp = server
+        .req("PUT", "/t/put.txt")
+        .body("new content")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let resp = server.req("GET", "/t/put.txt").send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "new content");
+
+    let (status, body) = propfind(&server, "/t/", "1").await;
+    assert_eq!(status, 207);
+    assert!(!hrefs(&body).contains(&"/t/gone.txt".to_string()), "{body}");
+}

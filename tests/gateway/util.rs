@@ -202,3 +202,44 @@ pub fn require_tool(tool: &str) -> PathBuf {
     );
     PathBuf::from(path)
 }
+
+/// Calls a MediaFire API action on the emulator directly, as another
+/// MediaFire client of the same account would (behind the server's back).
+pub async fn emulator_call(
+    server: &TestServer,
+    action: &str,
+    params: &[(&str, &str)],
+) -> serde_json::Value {
+    let base = server.emulator.base_url();
+    let http = reqwest::Client::new();
+    let cookie = mediafire_dav::emulator::EmulatorConfig::default().cookie;
+    let token = http
+        .post(format!("{base}/application/get_session_token.php"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let token: serde_json::Value = serde_json::from_slice(&token).unwrap();
+    let token = token["response"]["session_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let mut form = vec![
+        ("session_token", token.as_str()),
+        ("response_format", "json"),
+    ];
+    form.extend_from_slice(params);
+    let body = http
+        .post(format!("{base}/api/1.5/{action}.php"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
