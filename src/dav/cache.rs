@@ -358,7 +358,7 @@ impl Cache {
         };
         // `folder/create` with `skip` may hand back a folder we already list:
         // keep its children rather than showing it empty.
-        if !self.dirs.get(&path).is_some_and(|d| d.key == folder.key) {
+        if self.dirs.get(&path).is_none_or(|d| d.key != folder.key) {
             self.dirs.insert(path, dir);
         }
         self.insert(parent, Node::Folder(folder));

@@ -53,7 +53,7 @@ impl App {
     async fn handle(self: Arc<Self>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let path = loggable_path(req.uri().path());
         let response = self.route(peer, req).await;
         let status = response.status();
         self.metrics
@@ -207,6 +207,23 @@ impl App {
     }
 }
 
+/// The request path as the log line shows it: cut after [`LOGGED_PATH_MAX`]
+/// bytes (at a character boundary), so a hostile 60 KB path cannot make a
+/// 60 KB log line.
+fn loggable_path(path: &str) -> String {
+    if path.len() <= LOGGED_PATH_MAX {
+        return path.to_string();
+    }
+    let mut end = LOGGED_PATH_MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &path[..end], path.len())
+}
+
+/// Longest request path written whole into the request log line.
+const LOGGED_PATH_MAX: usize = 512;
+
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     let body: String = body.into();
     let mut resp = Response::new(
@@ -291,5 +308,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_cut_in_the_log() {
+        assert_eq!(loggable_path("/a/b.txt"), "/a/b.txt");
+        let long = format!("/{}", "é".repeat(400));
+        let shown = loggable_path(&long);
+        assert!(shown.len() < LOGGED_PATH_MAX + 32, "{}", shown.len());
+        assert!(
+            shown.ends_with(&format!("…({} bytes)", long.len())),
+            "{shown}"
+        );
     }
 }
