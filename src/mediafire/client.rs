@@ -738,19 +738,16 @@ impl Client {
         r
     }
 
-    /// `file/copy` into `folder_key` (spec §3.12). Not idempotent: a resend
-    /// could make a second copy, so only provable non-actions are resent.
+    /// `file/copy` into `folder_key` (spec §3.12), sent once. Not
+    /// idempotent: a resend could make a second copy, so the retry, which
+    /// first re-lists the destination, lives in `Remote::copy_file`.
     pub async fn file_copy(&self, quickkey: &str, folder_key: &str) -> Result<FileCopyResponse> {
-        let params = vec![
+        let payload = Payload::Form(vec![
             ("quick_key", quickkey.to_string()),
             ("folder_key", folder_key.to_string()),
-        ];
-        self.call("file/copy", params, Idempotency::NotIdempotent)
+        ]);
+        self.call_once("file/copy", TokenKind::Session, payload)
             .await
-            .map_err(|e| {
-                e.with_context("quickkey", quickkey)
-                    .with_context("dst", display_key(folder_key))
-            })
     }
 
     /// `file/delete`: to the trash (spec §3.13); 210 after our own failed

@@ -12,10 +12,9 @@ use std::time::SystemTime;
 use tracing::{debug, warn};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::mediafire::client::{Client, ContentType, Payload, display_key};
+use crate::mediafire::client::{Client, ContentType, display_key};
 use crate::mediafire::parse_utc;
 use crate::mediafire::retry::Idempotency;
-use crate::mediafire::session::TokenKind;
 use crate::mediafire::types::{
     FileCopyResponse, FileEntry, FolderCreateResponse, FolderEntry, MutationResponse,
 };
@@ -323,19 +322,13 @@ impl Remote for Client {
         // content is our copy, and a resend would make a second one.
         let (_, before) = self.list_content(dst_folder, ContentType::Files).await?;
         let before: HashSet<String> = before.into_iter().map(|f| file_info(f).quickkey).collect();
-        let payload = Payload::Form(vec![
-            ("quick_key", quickkey.to_string()),
-            ("folder_key", dst_folder.to_string()),
-        ]);
         self.inner
             .retry
             .run_checked(
                 "file/copy",
                 Idempotency::NotIdempotent,
                 || async {
-                    let r: FileCopyResponse = self
-                        .call_once("file/copy", TokenKind::Session, payload.clone())
-                        .await?;
+                    let r = self.file_copy(quickkey, dst_folder).await?;
                     self.copied_key(quickkey, r).await
                 },
                 || async {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use mediafire_dav::config::ServeArgs;
 use mediafire_dav::emulator::{self, EmulatorConfig, FailMode, Faults};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -75,39 +74,16 @@ struct Listed {
 /// The files of `folder_key` (`myfiles` = root), asked through the
 /// emulator's public API with a session token bought with the cookie.
 async fn emulator_files(server: &TestServer, folder_key: &str) -> Vec<Listed> {
-    let base = server.emulator.base_url();
-    let http = reqwest::Client::new();
-    let token = http
-        .post(format!("{base}/application/get_session_token.php"))
-        .header("Cookie", EmulatorConfig::default().cookie)
-        .form(&[("response_format", "json")])
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let token: Value = serde_json::from_slice(&token).unwrap();
-    let token = token["response"]["session_token"]
-        .as_str()
-        .expect("session token")
-        .to_string();
-    let listing = http
-        .post(format!("{base}/api/1.5/folder/get_content.php"))
-        .form(&[
-            ("session_token", token.as_str()),
+    let listing = crate::util::emulator_call(
+        server,
+        "folder/get_content",
+        &[
             ("folder_key", folder_key),
             ("content_type", "files"),
             ("chunk_size", "1000"),
-            ("response_format", "json"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let listing: Value = serde_json::from_slice(&listing).unwrap();
+        ],
+    )
+    .await;
     let files = listing["response"]["folder_content"]["files"]
         .as_array()
         .cloned()
